@@ -1,0 +1,3 @@
+"""hgs (Heritage Graceful Shutdown): UPS-driven shutdown and restore of XenServer / XCP-ng sites."""
+
+__version__ = "0.1.0"

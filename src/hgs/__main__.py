@@ -1,0 +1,3 @@
+from hgs.cli import main
+
+raise SystemExit(main())

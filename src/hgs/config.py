@@ -1,0 +1,409 @@
+"""Loading /etc/hgs/config.py into typed, frozen settings.
+
+The configuration is a Python module (see config.example.py). ``load()`` runs it, checks
+every name and value, and returns ``Settings``; a file with mistakes is refused as a whole
+with a ``ConfigError`` listing every problem, each as "At 'PATH': what was expected".
+"""
+
+import dataclasses
+import os
+import stat
+import traceback
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from hgs import checks
+from hgs.checks import Invalid
+from hgs.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/hgs/config.py"
+REQUIRED = object()
+NIS_PORT = 3551
+UPSD_PORT = 3493
+
+
+@dataclass(frozen=True)
+class UpsSettings:
+    daemon: str  # "apcupsd" or "nut"
+    host: str
+    port: int
+    ups_name: str | None  # NUT only
+    user: str | None
+    password: str | None = dataclasses.field(repr=False)
+    timeout_s: float = 5.0
+    poll_interval_s: float = 2.0
+    runtime_reserve_s: float = 120.0
+    restore_min_charge_pct: float = 0.0
+
+    @property
+    def address(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        prefix = f"{self.ups_name}@" if self.ups_name else ""
+        return f"{prefix}{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    name: str
+    address: str
+    ssh_port: int
+    ssh_user: str
+    ssh_key_file: str
+    ssh_key_passphrase: str | None = dataclasses.field(repr=False)
+    known_hosts_file: str = ""
+    mac: str | None = None
+    wol_broadcast: str = "255.255.255.255"
+    wol_port: int = 9
+    down_check: str = "ping+ssh"
+    xe_path: str = "/opt/xensource/bin/xe"
+
+
+@dataclass(frozen=True)
+class VmPolicy:
+    leave_alone: tuple = ()
+    stop_last: tuple = ()
+    groups: tuple = ()
+
+
+@dataclass(frozen=True)
+class Timings:
+    confirm_outage_s: float
+    vm_shutdown_timeout_s: float
+    vm_force_timeout_s: float
+    xe_timeout_s: float
+    ssh_connect_timeout_s: float
+    host_shutdown_timeout_s: float
+    host_down_confirm_s: float
+    doshutdown_bound_s: float
+    restore_confirm_s: float
+    host_boot_timeout_s: float
+    wol_resend_interval_s: float
+    xapi_ready_timeout_s: float
+    vm_start_timeout_s: float
+    verify_timeout_s: float
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    to: tuple
+    from_addr: str
+    sendmail_path: str
+    subject_tag: str
+    when: str  # "always", "failure" or "never"
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Paths:
+    state_dir: str
+    log_file: str
+    lock_dir: str
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    syslog: bool
+    syslog_address: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    ups: UpsSettings
+    hosts: tuple
+    vms: VmPolicy
+    timings: Timings
+    mail: MailSettings
+    paths: Paths
+    logging: LoggingSettings
+
+    def host(self, name):
+        """Returns the host called ``name``; raises KeyError."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Field:
+    check: object
+    default: object = REQUIRED
+    secret: bool = False
+    path: bool = False  # a file or folder path: relative ones are taken from the config's folder
+
+
+_seconds = checks.number(0.0)
+
+UPS_FIELDS = {
+    "daemon": Field(checks.choice("apcupsd", "nut")),
+    "address": Field(checks.text),
+    "user": Field(checks.optional(checks.text), None),
+    "password": Field(checks.optional(checks.text), None, secret=True),
+    "timeout_s": Field(_seconds, 5.0),
+    "poll_interval_s": Field(_seconds, 2.0),
+    "runtime_reserve_s": Field(checks.number(0.0, allow_equal=True), 120.0),
+    "restore_min_charge_pct": Field(checks.percent, 0.0),
+}
+
+HOST_FIELDS = {
+    "name": Field(checks.text),
+    "address": Field(checks.address),
+    "ssh_port": Field(checks.port, 22),
+    "ssh_user": Field(checks.text, "root"),
+    "ssh_key_file": Field(checks.text, "/etc/hgs/id_ed25519", path=True),
+    "ssh_key_passphrase": Field(checks.optional(checks.text), None, secret=True),
+    "known_hosts_file": Field(checks.text, "/etc/hgs/known_hosts", path=True),
+    "mac": Field(checks.optional(checks.mac), None),
+    "wol_broadcast": Field(checks.address, "255.255.255.255"),
+    "wol_port": Field(checks.port, 9),
+    "down_check": Field(checks.choice("ping+ssh", "ping", "ssh"), "ping+ssh"),
+    "xe_path": Field(checks.text, "/opt/xensource/bin/xe"),
+}
+
+VM_FIELDS = {
+    "leave_alone": Field(checks.list_of(checks.text), ()),
+    "stop_last": Field(checks.list_of(checks.text), ()),
+    "groups": Field(checks.list_of(checks.list_of(checks.text, allow_empty=False)), ()),
+}
+
+TIMING_FIELDS = {
+    "confirm_outage_s": Field(checks.number(0.0, allow_equal=True), 30.0),
+    "vm_shutdown_timeout_s": Field(_seconds, 180.0),
+    "vm_force_timeout_s": Field(_seconds, 60.0),
+    "xe_timeout_s": Field(_seconds, 30.0),
+    "ssh_connect_timeout_s": Field(_seconds, 10.0),
+    "host_shutdown_timeout_s": Field(_seconds, 300.0),
+    "host_down_confirm_s": Field(_seconds, 10.0),
+    "doshutdown_bound_s": Field(_seconds, 40.0),
+    "restore_confirm_s": Field(checks.number(0.0, allow_equal=True), 120.0),
+    "host_boot_timeout_s": Field(_seconds, 600.0),
+    "wol_resend_interval_s": Field(_seconds, 30.0),
+    "xapi_ready_timeout_s": Field(_seconds, 300.0),
+    "vm_start_timeout_s": Field(_seconds, 180.0),
+    "verify_timeout_s": Field(_seconds, 300.0),
+}
+
+MAIL_FIELDS = {
+    "to": Field(checks.list_of(checks.mail_address), ("root",)),
+    "from": Field(checks.mail_address, "root"),
+    "sendmail_path": Field(checks.text, "/usr/sbin/sendmail", path=True),
+    "subject_tag": Field(checks.text, "[hgs]"),
+    "when": Field(checks.choice("always", "failure", "never"), "always"),
+    "timeout_s": Field(_seconds, 30.0),
+}
+
+PATH_FIELDS = {
+    "state_dir": Field(checks.text, "/var/lib/hgs", path=True),
+    "log_file": Field(checks.text, "/var/log/hgs/hgs.log", path=True),
+    "lock_dir": Field(checks.text, "/run/hgs", path=True),
+}
+
+LOGGING_FIELDS = {
+    "syslog": Field(checks.boolean, True),
+    "syslog_address": Field(checks.text, "/dev/log", path=True),
+}
+
+SECTIONS = {
+    "UPS": (UPS_FIELDS, True),
+    "HOSTS": (HOST_FIELDS, True),
+    "VMS": (VM_FIELDS, False),
+    "TIMINGS": (TIMING_FIELDS, False),
+    "MAIL": (MAIL_FIELDS, False),
+    "PATHS": (PATH_FIELDS, False),
+    "LOGGING": (LOGGING_FIELDS, False),
+}
+
+
+class _Problems(list):
+    def at(self, where, message):
+        self.append(f"At {where!r}: {message}")
+
+
+def load(path=DEFAULT_CONFIG_PATH, check_owner=None):
+    """Given the path of a config module, returns ``Settings``.
+
+    Raises ConfigError listing every problem. ``check_owner`` defaults to "running as root".
+    """
+    path = Path(path)
+    namespace = _run_module(path, check_owner)
+    return _settings_from(namespace, path)
+
+
+def _run_module(path, check_owner):
+    if check_owner is None:
+        check_owner = os.geteuid() == 0
+    try:
+        info = path.stat()
+        source = path.read_bytes()
+    except FileNotFoundError:
+        hint = " (copy config.example.py there and edit it)" if str(path) == DEFAULT_CONFIG_PATH else ""
+        raise ConfigError(path, [f"the file does not exist{hint}"]) from None
+    except OSError as err:
+        raise ConfigError(path, [f"the file cannot be read: {err.strerror}"]) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(path, ["not a regular file"])
+    if check_owner:
+        problems = []
+        if info.st_uid != 0:
+            problems.append(f"the file must be owned by root (it is owned by uid {info.st_uid}): chown root {path}")
+        if info.st_mode & 0o022:
+            problems.append(
+                f"the file must not be writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): chmod go-w {path}"
+            )
+        if problems:
+            raise ConfigError(path, problems)
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as err:
+        raise ConfigError(path, [f"line {err.lineno}: Python syntax error: {err.msg}"]) from None
+    except ValueError as err:  # e.g. a NUL byte
+        raise ConfigError(path, [f"not a Python file: {err}"]) from None
+    namespace = {"__file__": str(path), "__name__": "hgs_config"}
+    try:
+        exec(code, namespace)  # noqa: S102 - the config is a root-owned Python module by design
+    except Exception as err:  # any mistake in the user's module is a config problem
+        line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__)) if f.filename == str(path)), None)
+        where = f"line {line}: " if line else ""
+        raise ConfigError(path, [f"{where}running the file raised {type(err).__name__}: {err}"]) from None
+    return namespace
+
+
+def _settings_from(namespace, path):
+    problems = _Problems()
+    values = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            continue
+        if name not in SECTIONS:
+            known = list(SECTIONS)
+            problems.at(name, f"unknown setting{checks.did_you_mean(name, known)}; known settings: {', '.join(known)} "
+                        "(prefix helper variables with '_')")
+            continue
+        values[name] = value
+    for name, (_fields, required) in SECTIONS.items():
+        if required and name not in values:
+            problems.at(name, "missing: this setting is required (see config.example.py)")
+    base = path.parent.resolve()
+    ups = _ups(values.get("UPS"), problems, base) if "UPS" in values else None
+    hosts = _hosts(values.get("HOSTS"), problems, base) if "HOSTS" in values else ()
+    sections = {}
+    for name in ("VMS", "TIMINGS", "MAIL", "PATHS", "LOGGING"):
+        sections[name] = _section(values.get(name, {}), name, SECTIONS[name][0], problems, base)
+    if problems:
+        raise ConfigError(path, problems)
+    mail = dict(sections["MAIL"])
+    mail["from_addr"] = mail.pop("from")
+    return Settings(
+        source=str(path),
+        ups=ups,
+        hosts=hosts,
+        vms=VmPolicy(**sections["VMS"]),
+        timings=Timings(**sections["TIMINGS"]),
+        mail=MailSettings(**mail),
+        paths=Paths(**sections["PATHS"]),
+        logging=LoggingSettings(**sections["LOGGING"]),
+    )
+
+
+def _section(raw, where, fields, problems, base):
+    """Checks one dict section against ``fields``; returns the converted values (defaults filled)."""
+    out = {key: (None if f.default is REQUIRED else f.default) for key, f in fields.items()}
+    if not isinstance(raw, dict):
+        problems.at(where, f"expected a dict of settings ({{'key': value, ...}}), got {type(raw).__name__}")
+        return out
+    for key, value in raw.items():
+        field = fields.get(key)
+        if field is None:
+            problems.at(f"{where}.{key}", f"unknown setting{checks.did_you_mean(str(key), fields)}; "
+                        f"known: {', '.join(fields)}")
+            continue
+        try:
+            value = field.check(value)
+        except Invalid as err:
+            problems.at(f"{where}.{key}", str(err))
+            continue
+        if field.path and isinstance(value, str):
+            value = str(base / value) if not os.path.isabs(value) else value
+        out[key] = value
+    for key, field in fields.items():
+        if field.default is REQUIRED and key not in raw:
+            problems.at(f"{where}.{key}", "missing: this setting is required")
+    return out
+
+
+def _ups(raw, problems, base):
+    values = _section(raw, "UPS", UPS_FIELDS, problems, base)
+    daemon, address = values["daemon"], values["address"]
+    if daemon is None or address is None:
+        return None
+    ups_name = None
+    try:
+        if daemon == "nut":
+            if "@" not in address:
+                raise Invalid(f"expected 'upsname@host' or 'upsname@host:port' for NUT, got {address!r}")
+            ups_name, _, rest = address.partition("@")
+            if not ups_name or any(c.isspace() or c == '"' for c in ups_name):
+                raise Invalid(f"expected a UPS name without spaces before '@', got {address!r}")
+            host, port = checks.host_port(rest, UPSD_PORT)
+        else:
+            if "@" in address:
+                raise Invalid(f"expected 'host' or 'host:port' for apcupsd (no 'ups@'), got {address!r}")
+            host, port = checks.host_port(address, NIS_PORT)
+    except Invalid as err:
+        problems.at("UPS.address", str(err))
+        return None
+    if daemon == "apcupsd" and (values["user"] or values["password"]):
+        problems.at("UPS.user", "a user and password are only used with daemon 'nut'; remove them for apcupsd")
+    if (values["user"] is None) != (values["password"] is None):
+        problems.at("UPS.password", "give both 'user' and 'password', or neither")
+    return UpsSettings(
+        daemon=daemon, host=host, port=port, ups_name=ups_name,
+        **{k: v for k, v in values.items() if k not in ("daemon", "address")},
+    )
+
+
+def _hosts(raw, problems, base):
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        problems.at("HOSTS", "expected a list with at least one host ({'name': ..., 'address': ...})")
+        return ()
+    hosts, names = [], set()
+    for index, entry in enumerate(raw):
+        where = f"HOSTS[{index}]"
+        values = _section(entry, where, HOST_FIELDS, problems, base)
+        if values["name"] is None or values["address"] is None:
+            continue
+        if values["name"] in names:
+            problems.at(f"{where}.name", f"two hosts are called {values['name']!r}; names must be unique")
+        names.add(values["name"])
+        hosts.append(HostSettings(**values))
+    return tuple(hosts)
+
+
+def secret_fields():
+    """Returns the names of the settings that are secrets (masked when shown)."""
+    return {key for fields, _ in SECTIONS.values() for key, f in fields.items() if f.secret}
+
+
+def describe(settings):
+    """Given Settings, returns a list of 'section.key = value' lines with secrets masked."""
+    masked = secret_fields()
+    lines = [f"config: {settings.source}"]
+
+    def emit(prefix, obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.name in masked and value is not None:
+                value = "********"
+            lines.append(f"{prefix}.{f.name} = {value!r}")
+
+    emit("UPS", settings.ups)
+    for index, host in enumerate(settings.hosts):
+        emit(f"HOSTS[{index}]", host)
+    for name, obj in (("VMS", settings.vms), ("TIMINGS", settings.timings), ("MAIL", settings.mail),
+                      ("PATHS", settings.paths), ("LOGGING", settings.logging)):
+        emit(name, obj)
+    return lines

@@ -1,0 +1,124 @@
+"""One normalised UPS status for both daemons.
+
+apcupsd and NUT say the same things in different words (ONBATT vs OB, TIMELEFT in minutes vs
+battery.runtime in seconds). The flows only ever see ``UpsStatus``.
+"""
+
+import enum
+import re
+from dataclasses import dataclass
+
+
+class UpsState(enum.Enum):
+    ON_LINE = "on line"
+    ON_BATTERY = "on battery"
+    LOW_BATTERY = "low battery"
+    FORCED_SHUTDOWN = "forced shutdown"
+    COMM_LOST = "comm lost"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class UpsStatus:
+    state: UpsState
+    charge_pct: float | None
+    runtime_s: int | None
+    raw: str  # the daemon's own status words, for the log
+    daemon: str
+    address: str
+
+    @property
+    def on_mains(self):
+        return self.state is UpsState.ON_LINE
+
+    @property
+    def on_battery(self):
+        """True when the load runs from the battery (low battery and forced shutdown included)."""
+        return self.state in (UpsState.ON_BATTERY, UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN)
+
+    def as_dict(self):
+        return {
+            "daemon": self.daemon,
+            "address": self.address,
+            "state": self.state.name.lower(),
+            "state_text": self.state.value,
+            "charge_pct": self.charge_pct,
+            "runtime_s": self.runtime_s,
+            "raw_status": self.raw,
+        }
+
+
+_NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)")
+
+
+def leading_number(text):
+    """Given '87.0 Percent', returns (87.0, 'percent'); (None, '') when there is no number."""
+    match = _NUMBER.match(text or "")
+    if not match:
+        return None, ""
+    return float(match.group(1)), match.group(2).lower()
+
+
+def apcupsd_state(status_text, statflag_text=None):
+    """Given apcupsd's STATUS (and STATFLAG) values, returns the UpsState; whole tokens only."""
+    tokens = (status_text or "").split()
+    if tokens[:2] == ["SHUTTING", "DOWN"]:
+        return UpsState.FORCED_SHUTDOWN
+    if "COMMLOST" in tokens:
+        return UpsState.COMM_LOST
+    if "ONBATT" in tokens:
+        return UpsState.LOW_BATTERY if "LOWBATT" in tokens else UpsState.ON_BATTERY
+    if "ONLINE" in tokens:
+        return UpsState.ON_LINE
+    if not tokens and statflag_text:
+        try:
+            flags = int(statflag_text.split()[0], 16)
+        except (ValueError, IndexError):
+            return UpsState.UNKNOWN
+        if flags & 0x200:
+            return UpsState.FORCED_SHUTDOWN
+        if flags & 0x100:
+            return UpsState.COMM_LOST
+        if flags & 0x10:
+            return UpsState.LOW_BATTERY if flags & 0x40 else UpsState.ON_BATTERY
+        if flags & 0x08:
+            return UpsState.ON_LINE
+    return UpsState.UNKNOWN
+
+
+def nut_state(status_text):
+    """Given NUT's ups.status value, returns the UpsState; FSD is a latch and wins."""
+    tokens = (status_text or "").split()
+    if "FSD" in tokens:
+        return UpsState.FORCED_SHUTDOWN
+    if "OB" in tokens:
+        return UpsState.LOW_BATTERY if "LB" in tokens else UpsState.ON_BATTERY
+    if "OL" in tokens:
+        return UpsState.ON_LINE
+    return UpsState.UNKNOWN
+
+
+def from_apcupsd(fields, address):
+    """Given the NIS records as a dict, returns UpsStatus (TIMELEFT minutes -> seconds)."""
+    status_text = fields.get("STATUS", "").strip()
+    state = apcupsd_state(status_text, fields.get("STATFLAG"))
+    charge, _ = leading_number(fields.get("BCHARGE"))
+    runtime, unit = leading_number(fields.get("TIMELEFT"))
+    if runtime is not None:
+        if unit.startswith("sec"):
+            pass
+        elif unit.startswith("hour"):
+            runtime *= 3600
+        else:  # apcupsd reports minutes
+            runtime *= 60
+        runtime = int(round(runtime))
+    return UpsStatus(state, charge, runtime, status_text or fields.get("STATFLAG", ""), "apcupsd", address)
+
+
+def from_nut(variables, address):
+    """Given upsd's variables as a dict, returns UpsStatus (battery.runtime is in seconds)."""
+    status_text = variables.get("ups.status", "").strip()
+    charge, _ = leading_number(variables.get("battery.charge"))
+    runtime, _ = leading_number(variables.get("battery.runtime"))
+    return UpsStatus(nut_state(status_text), charge, None if runtime is None else int(round(runtime)),
+                     status_text, "nut", address)

@@ -1,0 +1,233 @@
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hgs.sim.ups import NisServer, SimUps, UpsdServer
+from lab import NUT_DIR, Processes, free_port, port_open, require_binary, wait_for, write
+
+@pytest.fixture
+def processes():
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Returns a function writing a config module into tmp_path; extra text is appended."""
+
+    def make(ups="'daemon': 'apcupsd', 'address': '127.0.0.1:3551'", extra="", hosts=None, name="config.py"):
+        hosts = hosts if hosts is not None else "[{'name': 'xen1', 'address': '127.0.0.1', 'mac': 'aa:bb:cc:dd:ee:01'}]"
+        text = textwrap.dedent(f"""\
+            UPS = {{{ups}}}
+            HOSTS = {hosts}
+            PATHS = {{'state_dir': 'state', 'log_file': 'log/hgs.log', 'lock_dir': 'lock'}}
+            LOGGING = {{'syslog': False}}
+            """) + textwrap.dedent(extra)
+        return write(tmp_path / name, text, 0o600)
+
+    return make
+
+
+@pytest.fixture
+def sim_ups():
+    ups = SimUps(name="simups")
+    with NisServer(ups) as nis, UpsdServer(ups) as upsd:
+        ups.nis_port, ups.upsd_port = nis.port, upsd.port
+        yield ups
+
+
+class RealApcupsd:
+    """A real apcupsd in net mode, fed by a SimUps NIS master; read through its own NIS port."""
+
+    def __init__(self, folder, processes):
+        self.folder = folder
+        self.ups = SimUps(name="labups")
+        self.master = NisServer(self.ups)
+        self.nis_port = free_port()
+        for sub in ("scripts", "pwrfail", "nologin"):
+            (folder / sub).mkdir()
+        self.events = folder / "events.log"
+        # An apccontrol of our own that only records events: nothing may halt this machine.
+        write(folder / "scripts" / "apccontrol", f'#!/bin/sh\necho "$1" >> {self.events}\n', 0o755)
+        conf = write(folder / "apcupsd.conf", textwrap.dedent(f"""\
+            ## apcupsd.conf v1.1 ##
+            UPSNAME labups
+            UPSCABLE ether
+            UPSTYPE net
+            DEVICE 127.0.0.1:{self.master.port}
+            POLLTIME 1
+            LOCKFILE {folder}/lock
+            SCRIPTDIR {folder}/scripts
+            PWRFAILDIR {folder}/pwrfail
+            NOLOGINDIR {folder}/nologin
+            EVENTSFILE {folder}/events
+            STATFILE {folder}/status
+            ONBATTERYDELAY 3
+            BATTERYLEVEL 5
+            MINUTES 3
+            TIMEOUT 0
+            NETSERVER on
+            NISIP 127.0.0.1
+            NISPORT {self.nis_port}
+            """))
+        apcupsd = require_binary("/sbin/apcupsd", "apcupsd")
+        self.proc = processes.start([apcupsd, "-b", "-f", str(conf), "-P", str(folder / "apcupsd.pid")],
+                                    folder / "apcupsd.out")
+        wait_for(lambda: port_open(self.nis_port), 10, "apcupsd's NIS port")
+
+    def stop(self):
+        self.master.stop()
+
+
+@pytest.fixture
+def real_apcupsd(tmp_path, processes):
+    folder = tmp_path / "apcupsd"
+    folder.mkdir()
+    lab = RealApcupsd(folder, processes)
+    yield lab
+    processes.stop(lab.proc)
+    lab.stop()
+
+
+class RealNut:
+    """A real NUT upsd serving a dummy-ups driver; ``set_status`` edits the driver's file."""
+
+    def __init__(self, folder, processes, user="monitor", password="s3cret pw"):
+        self.folder, self.processes = folder, processes
+        self.port = free_port()
+        self.user, self.password = user, password
+        state = folder / "state"
+        state.mkdir(mode=0o700)
+        self.dev = folder / "dummy.dev"
+        self.set_status("OL", 100, 1800)
+        write(folder / "ups.conf", f"[dummy]\n  driver = dummy-ups\n  port = {self.dev}\n  mode = dummy-once\n"
+              "  pollinterval = 1\n", 0o600)
+        write(folder / "upsd.conf", f"LISTEN 127.0.0.1 {self.port}\n", 0o600)
+        write(folder / "upsd.users", f'[{user}]\n  password = "{password}"\n  upsmon primary\n', 0o600)
+        self.env = dict(os.environ, NUT_CONFPATH=str(folder), NUT_STATEPATH=str(state), NUT_ALTPIDPATH=str(state))
+        for binary in ("dummy-ups", "upsd"):
+            if not (NUT_DIR / "lib" / "nut" / binary).exists():
+                pytest.fail(f"NUT's {binary} is missing under {NUT_DIR}: tests/run unpacks nut-server and nut-client there")
+        self.start_driver()
+        self.upsd = processes.start([str(NUT_DIR / "lib/nut/upsd"), "-u", "root", "-F"], folder / "upsd.out", env=self.env)
+        wait_for(lambda: port_open(self.port), 10, "upsd's port")
+        wait_for(lambda: self.upsc("ups.status") not in (None, "WAIT"), 15, "upsd to see the dummy driver")
+
+    def start_driver(self):
+        self.driver = self.processes.start([str(NUT_DIR / "lib/nut/dummy-ups"), "-a", "dummy", "-u", "root", "-F"],
+                                           self.folder / "dummy.out", env=self.env)
+
+    def stop_driver(self):
+        self.processes.stop(self.driver)
+
+    def upsc(self, var):
+        result = subprocess.run([str(NUT_DIR / "bin/upsc"), f"dummy@127.0.0.1:{self.port}", var],
+                                capture_output=True, text=True, env=self.env, timeout=5)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def set_status(self, status, charge, runtime_s):
+        """Writes the dummy driver's file atomically; upsd reports it within about a second."""
+        tmp = self.folder / "dummy.tmp"
+        tmp.write_text(f"ups.status: {status}\nbattery.charge: {charge}\nbattery.runtime: {runtime_s}\n")
+        os.replace(tmp, self.dev)
+
+
+@pytest.fixture
+def real_nut(tmp_path, processes):
+    folder = tmp_path / "nut"
+    folder.mkdir()
+    yield RealNut(folder, processes)
+
+
+@pytest.fixture(scope="session")
+def postfix(tmp_path_factory):
+    """A real Postfix (local delivery only), started in the foreground and stopped by its PID."""
+    postfix_bin = require_binary("/usr/sbin/postfix", "postfix")
+    pid_file = Path("/var/spool/postfix/pid/master.pid")
+    running = subprocess.run([postfix_bin, "status"], capture_output=True).returncode == 0
+    proc = None
+    if not running:
+        log = tmp_path_factory.mktemp("postfix") / "postfix.out"
+        proc = subprocess.Popen([postfix_bin, "start-fg"], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: subprocess.run([postfix_bin, "status"], capture_output=True).returncode == 0, 20,
+                 "postfix to start")
+    yield Mailbox(Path("/var/mail/root"))
+    if proc is not None:
+        master_pid = int(pid_file.read_text().split()[0])
+        Processes.stop_pid(master_pid)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Mailbox:
+    """An mbox delivered to by Postfix; ``wait_for_text`` finds a mail containing a marker."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def wait_for_text(self, marker, timeout_s=20):
+        def find():
+            if not self.path.exists():
+                return None
+            content = self.path.read_text(errors="replace")
+            for message in content.split("\nFrom ")[::-1]:
+                if marker in message:
+                    return message
+            return None
+
+        return wait_for(find, timeout_s, f"a mail containing {marker!r} in {self.path}", interval_s=0.2)
+
+
+@pytest.fixture
+def hostile_server():
+    """Starts a TCP server on loopback running ``behaviour(conn)`` per connection."""
+    import socket
+    import threading
+
+    servers = []
+
+    def start(behaviour):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        stop = threading.Event()
+
+        def serve():
+            sock.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=_run, args=(behaviour, conn, stop), daemon=True).start()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        servers.append((sock, stop, thread))
+        return sock.getsockname()[1]
+
+    yield start
+    for sock, stop, thread in servers:
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
+def _run(behaviour, conn, stop):
+    try:
+        behaviour(conn, stop)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+

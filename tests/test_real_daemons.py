@@ -1,0 +1,84 @@
+"""hgs's readers against the REAL daemons: apcupsd (net mode) and NUT upsd with dummy-ups."""
+
+import json
+
+from hgs.ups import nis, nut
+from hgs.ups.status import UpsState
+from lab import run_hgs, wait_for
+
+
+def _apc_state(lab):
+    return nis.read_status("127.0.0.1", lab.nis_port, timeout_s=3).state
+
+
+def test_real_apcupsd_on_line_on_battery_back_and_low_battery(real_apcupsd):
+    lab = real_apcupsd
+    wait_for(lambda: _apc_state(lab) is UpsState.ON_LINE, 15, "apcupsd to report on line")
+    status = nis.read_status("127.0.0.1", lab.nis_port)
+    assert status.raw.split()[0] == "ONLINE" and "SLAVE" in status.raw.split()
+    assert status.charge_pct == 100.0 and status.runtime_s == 1800
+
+    lab.ups.set_state("onbatt")
+    wait_for(lambda: _apc_state(lab) is UpsState.ON_BATTERY, 15, "apcupsd to report on battery")
+    lab.ups.set_state("online")
+    wait_for(lambda: _apc_state(lab) is UpsState.ON_LINE, 15, "apcupsd to report on line again")
+
+    lab.ups.set_state("lowbatt")
+    wait_for(lambda: _apc_state(lab) is UpsState.LOW_BATTERY, 15, "apcupsd to report low battery")
+    # apcupsd then starts its own shutdown and says SHUTTING DOWN: hgs reads it as forced shutdown.
+    wait_for(lambda: _apc_state(lab) is UpsState.FORCED_SHUTDOWN, 20, "apcupsd to report SHUTTING DOWN")
+    events = lab.events.read_text().split()
+    assert "onbattery" in events and "doshutdown" in events
+
+
+def test_hgs_status_reads_real_apcupsd(real_apcupsd, make_config):
+    lab = real_apcupsd
+    wait_for(lambda: _apc_state(lab) is UpsState.ON_LINE, 15, "apcupsd to report on line")
+    lab.ups.set_state("onbatt")
+    wait_for(lambda: _apc_state(lab) is UpsState.ON_BATTERY, 15, "apcupsd to report on battery")
+    config = make_config(ups=f"'daemon': 'apcupsd', 'address': '127.0.0.1:{lab.nis_port}'")
+    human = run_hgs("status", "--config", str(config))
+    assert human.returncode == 0, human.stderr
+    assert "on battery" in human.stdout and "battery charge:" in human.stdout
+    result = run_hgs("status", "--json", "--config", str(config))
+    report = json.loads(result.stdout)["ups"]
+    assert report["state"] == "on_battery" and report["error"] is None
+    assert 90 <= report["charge_pct"] <= 100 and report["runtime_s"] > 1500
+
+
+def _nut_state(lab, **kw):
+    return nut.read_status("127.0.0.1", lab.port, "dummy", timeout_s=3, **kw)
+
+
+def test_real_nut_on_line_on_battery_low_battery_and_back(real_nut):
+    lab = real_nut
+    status = _nut_state(lab)
+    assert (status.state, status.charge_pct, status.runtime_s) == (UpsState.ON_LINE, 100.0, 1800)
+    lab.set_status("OB DISCHRG", 80, 1200)
+    status = wait_for(lambda: (s := _nut_state(lab)).state is UpsState.ON_BATTERY and s, 10, "upsd: on battery")
+    assert (status.charge_pct, status.runtime_s) == (80.0, 1200)
+    lab.set_status("OB LB", 9, 95)
+    status = wait_for(lambda: (s := _nut_state(lab)).state is UpsState.LOW_BATTERY and s, 10, "upsd: low battery")
+    assert status.runtime_s == 95
+    lab.set_status("FSD OB LB", 8, 90)
+    wait_for(lambda: _nut_state(lab).state is UpsState.FORCED_SHUTDOWN, 10, "upsd: forced shutdown")
+    lab.set_status("OL CHRG", 10, 100)
+    wait_for(lambda: _nut_state(lab).state is UpsState.ON_LINE, 10, "upsd: on line again")
+
+
+def test_real_nut_with_login_and_driver_loss(real_nut):
+    lab = real_nut
+    assert _nut_state(lab, user=lab.user, password=lab.password).state is UpsState.ON_LINE
+    lab.stop_driver()
+    status = wait_for(lambda: (s := _nut_state(lab)).state is UpsState.COMM_LOST and s, 15, "upsd: driver lost")
+    assert status.raw.startswith("ERR ")
+
+
+def test_hgs_status_names_an_unknown_nut_ups(real_nut, make_config):
+    config = make_config(ups=f"'daemon': 'nut', 'address': 'nosuchups@127.0.0.1:{real_nut.port}'")
+    result = run_hgs("status", "--config", str(config))
+    assert result.returncode == 1
+    assert "upsd does not know this UPS name" in result.stdout
+    config = make_config(ups=f"'daemon': 'nut', 'address': 'dummy@127.0.0.1:{real_nut.port}'", name="ok.py")
+    result = run_hgs("status", "--json", "--config", str(config))
+    assert result.returncode == 0 and json.loads(result.stdout)["ups"]["state"] == "on_line"
