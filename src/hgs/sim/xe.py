@@ -1,0 +1,478 @@
+"""A simulated `xe` CLI over the simulated site, for what hgs uses.
+
+Output follows the real xe: records as ``key ( RO): value`` lines (the first key padded on
+the right, the others on the left, to 4 + the longest key), a blank line after each record;
+``--minimal`` prints the first field of each record comma-joined with ``,`` and ``\\``
+escaped. Errors print xapi's description text, then one ``param: value`` line per
+parameter, on stderr, and exit 1. ``vm-shutdown`` and ``vm-start`` block for the VM's
+simulated time. Every call is recorded in the site's call log.
+
+Run as a program: ``python -m hgs.sim.xe --site SITE.json --host NAME ARGS...`` (the
+wrapper that ``write_xe_wrapper`` puts on an sshd's PATH does exactly that).
+"""
+
+import os
+import stat
+import sys
+import time
+
+from hgs.sim import site as sitemod
+
+CHANGING = {"vm-shutdown", "vm-start", "vm-reset-powerstate", "host-disable", "host-enable", "host-shutdown",
+            "pool-ha-disable", "pool-ha-enable"}
+
+# xapi's error descriptions (datamodel ~doc strings) and parameter names.
+ERRORS = {
+    "VM_BAD_POWER_STATE": ("You attempted an operation on a VM that was not in an appropriate power state at the "
+                           "time; for example, you attempted to start a VM that was already running.  The parameters "
+                           "returned are the VM's handle, and the expected and actual VM state at the time of the call.",
+                           ("vm", "expected", "actual")),
+    "VM_LACKS_FEATURE": ("You attempted an operation on a VM which lacks the feature.", ("vm",)),
+    "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT": ("VM didn't acknowledge the need to shutdown.", ("vm",)),
+    "VM_SHUTDOWN_TIMEOUT": ("VM failed to shutdown before the timeout expired", ("vm", "timeout")),
+    "HOST_NOT_DISABLED": ("This operation cannot be performed because the host is not disabled. Please disable the "
+                          "host and then try again.", ()),
+    "HOST_STILL_BOOTING": ("The host toolstack is still initialising. Please wait.", ()),
+    "CANNOT_CONTACT_HOST": ("Cannot forward messages because the host cannot be contacted.  The host may be switched "
+                            "off or there may be network connectivity problems.", ("host",)),
+    "HOST_OFFLINE": ("You attempted an operation which involves a host which could not be contacted.", ("host",)),
+    "HOST_DISABLED": ("The specified host is disabled.", ("host",)),
+    "NO_HOSTS_AVAILABLE": ("There were no hosts available to complete the specified operation.", ()),
+    "UUID_INVALID": ("The uuid you supplied was invalid.", ("type", "uuid")),
+    "OTHER_OPERATION_IN_PROGRESS": ("Another operation involving the object is currently in progress", ("class", "object")),
+    "INTERNAL_ERROR": ("The server failed to handle your request, due to an internal error.  The given message may "
+                       "give details useful for debugging the problem.", ("message",)),
+    "OPERATION_NOT_ALLOWED": ("You attempted an operation that was not allowed.", ("reason",)),
+}
+
+
+class XeFailure(Exception):
+    """An xapi error: its code and parameter values."""
+
+    def __init__(self, code, *params):
+        super().__init__(code)
+        self.code, self.params = code, params
+
+    def text(self):
+        description, names = ERRORS[self.code]
+        lines = [description] + [f"{name}: {value}" for name, value in zip(names, self.params)]
+        return "\n".join(lines) + "\n"
+
+
+class XeUsage(Exception):
+    """A CLI-side error (no such command, bad selector): printed as is."""
+
+
+def _vm_ref(vm):
+    return f"{vm['uuid']} ({vm['name']})"
+
+
+def _host_ref(host):
+    return f"{host['uuid']} ({host['name']})"
+
+
+def _bool(value):
+    return "true" if value else "false"
+
+
+def _host_of(state, host_uuid):
+    return state["hosts"].get(host_uuid) if host_uuid else None
+
+
+VM_FIELDS = {
+    "uuid": ("RO", lambda s, v: v["uuid"]),
+    "name-label": ("RW", lambda s, v: v["name"]),
+    "name-description": ("RW", lambda s, v: ""),
+    "power-state": ("RO", lambda s, v: v["power_state"]),
+    "resident-on": ("RO", lambda s, v: v["resident_on"] or "<not in database>"),
+    "affinity": ("RW", lambda s, v: v.get("affinity") or "<not in database>"),
+    "is-control-domain": ("RO", lambda s, v: _bool(v["control_domain"])),
+    "order": ("RW", lambda s, v: str(v["order"])),
+    "start-delay": ("RW", lambda s, v: str(v["start_delay"])),
+    "shutdown-delay": ("RW", lambda s, v: str(v["shutdown_delay"])),
+    "PV-drivers-detected": ("RO", lambda s, v: _bool(v["tools"] or v["control_domain"])),
+    "other-config": ("MRW", lambda s, v: "auto_poweron: true" if v["auto_poweron"] else ""),
+}
+VM_DEFAULT = ("uuid", "name-label", "power-state")
+
+HOST_FIELDS = {
+    "uuid": ("RO", lambda s, h: h["uuid"]),
+    "name-label": ("RW", lambda s, h: h["name"]),
+    "name-description": ("RW", lambda s, h: "Default install"),
+    "address": ("RO", lambda s, h: h["address"]),
+    "enabled": ("RO", lambda s, h: _bool(h["enabled"])),
+    "host-metrics-live": ("RO", lambda s, h: _bool(sitemod.host_phase(s, h) == "up")),
+}
+HOST_DEFAULT = ("uuid", "name-label", "name-description")
+
+POOL_FIELDS = {
+    "uuid": ("RO", lambda s, p: p["uuid"]),
+    "name-label": ("RW", lambda s, p: p["name"]),
+    "name-description": ("RW", lambda s, p: ""),
+    "master": ("RO", lambda s, p: p["master"]),
+    "ha-enabled": ("RO", lambda s, p: _bool(p["ha_enabled"])),
+}
+POOL_DEFAULT = ("uuid", "name-label", "name-description", "master", "default-SR")
+
+
+def format_records(records):
+    """Given [[(key, value), ...], ...], returns xe's multi-line record text."""
+    out = []
+    for record in records:
+        width = 4 + max((len(k) for k, _ in record), default=0)
+        lines = []
+        for index, (key, value) in enumerate(record):
+            key = key.ljust(width) if index == 0 else key.rjust(width)
+            lines.append(f"{key}: {value}")
+        out.append("\n".join(lines) + "\n\n")
+    return "".join(out)
+
+
+def format_minimal(values):
+    return ",".join(v.replace("\\", "\\\\").replace(",", "\\,") for v in values) + "\n"
+
+
+class Call:
+    """One xe invocation: the command, its key=value parameters and flags."""
+
+    def __init__(self, argv):
+        if not argv:
+            raise XeUsage("Usage: xe <cmd> [-s server] [-p port] ([-u username] [-pw password] or [-pwf <password "
+                          "file>]) <other arguments>")
+        self.command = argv[0]
+        self.params, self.minimal = {}, False
+        for arg in argv[1:]:
+            if arg == "--minimal":
+                self.minimal = True
+            elif arg.startswith("--"):
+                self.params[arg[2:]] = "true"
+            elif "=" in arg:
+                key, _, value = arg.partition("=")
+                self.params[key] = value
+            else:
+                raise XeUsage(f"Syntax error: unexpected argument {arg!r}")
+
+    def flag(self, name):
+        return self.params.get(name, "false").lower() == "true"
+
+
+def _select(state, objects, fields, filters, kind):
+    """Returns the objects whose fields match every filter exactly."""
+    chosen = []
+    for obj in objects:
+        ok = True
+        for key, wanted in filters.items():
+            if key.startswith("other-config:"):
+                actual = "true" if (key == "other-config:auto_poweron" and obj.get("auto_poweron")) else None
+            elif key in fields:
+                actual = fields[key][1](state, obj)
+            else:
+                raise XeUsage(f"Unknown field '{key}' for class {kind}")
+            if actual != wanted:
+                ok = False
+                break
+        if ok:
+            chosen.append(obj)
+    return chosen
+
+
+def _list(state, call, objects, fields, default, kind):
+    params = call.params.pop("params", None)
+    filters = dict(call.params)
+    chosen = _select(state, objects, fields, filters, kind)
+    names = list(fields) if params == "all" else (params.split(",") if params else list(default))
+    if call.minimal:
+        return format_minimal([fields["uuid"][1](state, o) for o in chosen])
+    records = []
+    for obj in chosen:
+        record = []
+        for name in names:
+            if name in fields:
+                tag, getter = fields[name]
+                record.append((f"{name} ({tag:>3})", getter(state, obj)))
+        records.append(record)
+    return format_records(records)
+
+
+def _param_get(state, call, objects, fields, kind):
+    wanted = call.params.get("uuid")
+    name = call.params.get("param-name")
+    if not wanted or not name:
+        raise XeUsage("Required parameter not found: uuid, param-name")
+    for obj in objects:
+        if obj["uuid"] == wanted:
+            if name not in fields:
+                raise XeUsage(f"Unknown field '{name}'")
+            return fields[name][1](state, obj) + "\n"
+    raise XeFailure("UUID_INVALID", kind, wanted)
+
+
+def _vm_selection(state, call):
+    """Returns the uuids of the VMs a vm-op selects (uuid=, vm=, or field filters)."""
+    params = {k: v for k, v in call.params.items() if k not in ("force", "multiple", "on", "params")}
+    guests = [v for v in state["vms"].values() if not v["control_domain"]]
+    if "vm" in params:
+        key = params.pop("vm")
+        guests = [v for v in guests if v["uuid"] == key or v["name"] == key]
+    chosen = _select(state, guests, VM_FIELDS, params, "VM")
+    if not chosen:
+        raise XeUsage("No matching VMs found")
+    if len(chosen) > 1 and not call.flag("multiple"):
+        raise XeUsage("Multiple matches VMs found. --multiple required to complete the operation")
+    return [v["uuid"] for v in chosen]
+
+
+def _host_selection(state, call):
+    key = call.params.get("uuid") or call.params.get("host")
+    if not key:
+        raise XeUsage("Required parameter not found: uuid")
+    for host in state["hosts"].values():
+        if key in (host["uuid"], host["name"]):
+            return host
+    raise XeFailure("UUID_INVALID", "host", key)
+
+
+class Xe:
+    """Runs xe commands as if typed on ``host_name``; ``cancelled()`` ends a blocking wait."""
+
+    def __init__(self, store, host_name, cancelled=lambda: False, poll_s=0.05):
+        self.store = store
+        self.host_name = host_name
+        self.cancelled = cancelled
+        self.poll_s = poll_s
+
+    def run(self, argv):
+        """Returns (exit status, stdout text, stderr text)."""
+        self.store.record_call(self.host_name, argv)
+        try:
+            call = Call(argv)
+            handler = getattr(self, "cmd_" + call.command.replace("-", "_"), None)
+            if handler is None:
+                raise XeUsage(f"Unknown command: {call.command}\nFor usage run: 'xe help'")
+            with self.store.transaction() as state:
+                self._check_toolstack(state)
+            return 0, handler(call) or "", ""
+        except XeFailure as failure:
+            return 1, "", failure.text()
+        except XeUsage as usage:
+            return 1, "", f"{usage}\n"
+        except _Cancelled:
+            return 255, "", "cancelled\n"
+
+    def _check_toolstack(self, state):
+        here = sitemod.host_by_name(state, self.host_name)
+        phase = sitemod.host_phase(state, here)
+        if phase in ("off", "booting"):
+            raise XeUsage("Error: Connection refused (calling connect )")
+        if phase == "starting":
+            raise XeFailure("HOST_STILL_BOOTING")
+        master = state["hosts"][state["pool"]["master"]]
+        if master is not here and sitemod.host_phase(state, master) != "up":
+            raise XeFailure("CANNOT_CONTACT_HOST", master["uuid"])
+
+    # -- lists and reads ---------------------------------------------------------------
+
+    def cmd_vm_list(self, call):
+        with self.store.transaction() as state:
+            return _list(state, call, list(state["vms"].values()), VM_FIELDS, VM_DEFAULT, "VM")
+
+    def cmd_vm_param_get(self, call):
+        with self.store.transaction() as state:
+            return _param_get(state, call, list(state["vms"].values()), VM_FIELDS, "VM")
+
+    def cmd_host_list(self, call):
+        with self.store.transaction() as state:
+            return _list(state, call, list(state["hosts"].values()), HOST_FIELDS, HOST_DEFAULT, "host")
+
+    def cmd_host_param_get(self, call):
+        with self.store.transaction() as state:
+            return _param_get(state, call, list(state["hosts"].values()), HOST_FIELDS, "host")
+
+    def cmd_pool_list(self, call):
+        with self.store.transaction() as state:
+            return _list(state, call, [state["pool"]], POOL_FIELDS, POOL_DEFAULT, "pool")
+
+    def cmd_pool_param_get(self, call):
+        with self.store.transaction() as state:
+            return _param_get(state, call, [state["pool"]], POOL_FIELDS, "pool")
+
+    # -- changes ----------------------------------------------------------------------
+
+    def cmd_pool_ha_disable(self, call):
+        with self.store.transaction() as state:
+            state["pool"]["ha_enabled"] = False
+
+    def cmd_pool_ha_enable(self, call):
+        if not call.params.get("heartbeat-sr-uuids"):
+            raise XeUsage("Required parameter not found: heartbeat-sr-uuids")
+        with self.store.transaction() as state:
+            state["pool"]["ha_enabled"] = True
+
+    def cmd_host_disable(self, call):
+        with self.store.transaction() as state:
+            _host_selection(state, call)["enabled"] = False
+
+    def cmd_host_enable(self, call):
+        with self.store.transaction() as state:
+            host = _host_selection(state, call)
+            if sitemod.host_phase(state, host) != "up":
+                raise XeFailure("HOST_OFFLINE", _host_ref(host))
+            host["enabled"] = True
+
+    def cmd_host_shutdown(self, call):
+        with self.store.transaction() as state:
+            host = _host_selection(state, call)
+            if sitemod.host_phase(state, host) != "up":
+                raise XeFailure("HOST_OFFLINE", _host_ref(host))
+            if host["enabled"]:
+                raise XeFailure("HOST_NOT_DISABLED")
+            if host["quirk"] == "ignores_shutdown" or host["shutdown_at"] is not None:
+                return
+            host["shutdown_at"] = sitemod.sim_now(state) + host["shutdown_s"]
+            # xapi evacuates the host: running guests move to another live, enabled host if any.
+            others = [h for h in state["hosts"].values()
+                      if h is not host and h["enabled"] and h["shutdown_at"] is None
+                      and sitemod.host_phase(state, h) == "up"]
+            if others:
+                for vm in state["vms"].values():
+                    if not vm["control_domain"] and vm["resident_on"] == host["uuid"]:
+                        vm["resident_on"] = others[0]["uuid"]
+
+    def cmd_vm_reset_powerstate(self, call):
+        if not call.flag("force"):
+            raise XeUsage("This operation is extremely dangerous and may cause data loss. This operation must be "
+                          "forced (use --force).")
+        with self.store.transaction() as state:
+            for vm_uuid in _vm_selection(state, call):
+                vm = state["vms"][vm_uuid]
+                vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None)
+
+    def cmd_vm_shutdown(self, call):
+        with self.store.transaction() as state:
+            chosen = _vm_selection(state, call)
+        for vm_uuid in chosen:  # --multiple: one after another, each awaited
+            self._shutdown_one(vm_uuid, call.flag("force"))
+
+    def cmd_vm_start(self, call):
+        with self.store.transaction() as state:
+            chosen = _vm_selection(state, call)
+        for vm_uuid in chosen:
+            self._start_one(vm_uuid, call.params.get("on"))
+
+    def _shutdown_one(self, vm_uuid, force):
+        with self.store.transaction() as state:
+            vm = state["vms"][vm_uuid]
+            now = sitemod.sim_now(state)
+            if vm["power_state"] != "running":
+                raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+            if force:
+                if vm["quirk"] == "force_fails":
+                    raise XeFailure("INTERNAL_ERROR", "xenopsd internal error: domain shutdown failed")
+                until, outcome = now + vm["force_s"], None
+            else:
+                if not vm["tools"]:
+                    raise XeFailure("VM_LACKS_FEATURE", _vm_ref(vm))
+                if vm.get("busy") == "clean_shutdown" and (vm["busy_until"] or 0) > now:
+                    raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+                if vm["quirk"] == "ignores_shutdown":
+                    until, outcome = now + sitemod.ACK_TIMEOUT_S, ("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", _vm_ref(vm))
+                elif vm["quirk"] == "hangs":
+                    until, outcome = (now + sitemod.SHUTDOWN_TIMEOUT_S,
+                                      ("VM_SHUTDOWN_TIMEOUT", _vm_ref(vm), f"{sitemod.SHUTDOWN_TIMEOUT_S:.0f}"))
+                else:
+                    until, outcome = now + vm["shutdown_s"], None
+                vm.update(busy="clean_shutdown", busy_until=until)
+            wait_s = sitemod.real_seconds(state, until - now)
+        self._wait(vm_uuid, wait_s, lambda v: v["power_state"] == "halted")
+        with self.store.transaction() as state:
+            vm = state["vms"][vm_uuid]
+            if vm["power_state"] == "halted":  # forced, reset or powered off meanwhile
+                return
+            vm.update(busy=None, busy_until=None)
+            if outcome:
+                raise XeFailure(*outcome)
+            vm.update(power_state="halted", resident_on=None)
+
+    def _start_one(self, vm_uuid, on):
+        with self.store.transaction() as state:
+            vm = state["vms"][vm_uuid]
+            now = sitemod.sim_now(state)
+            if vm["power_state"] != "halted":
+                raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "halted", vm["power_state"])
+            if vm.get("busy") == "start" and (vm["busy_until"] or 0) > now:
+                raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+            target = self._start_host(state, vm, on)
+            until = now + vm["start_s"]
+            vm.update(busy="start", busy_until=until)
+            wait_s = sitemod.real_seconds(state, until - now)
+        self._wait(vm_uuid, wait_s, lambda v: v["power_state"] == "running")
+        with self.store.transaction() as state:
+            vm = state["vms"][vm_uuid]
+            vm.update(busy=None, busy_until=None)
+            if vm["power_state"] != "running":
+                vm.update(power_state="running", resident_on=target)
+
+    @staticmethod
+    def _start_host(state, vm, on):
+        live = [h for h in state["hosts"].values() if sitemod.host_phase(state, h) == "up" and h["shutdown_at"] is None]
+        if on:
+            host = next((h for h in state["hosts"].values() if on in (h["uuid"], h["name"])), None)
+            if host is None:
+                raise XeFailure("UUID_INVALID", "host", on)
+            if host not in live:
+                raise XeFailure("HOST_OFFLINE", _host_ref(host))
+            if not host["enabled"]:
+                raise XeFailure("HOST_DISABLED", _host_ref(host))
+            return host["uuid"]
+        enabled = [h for h in live if h["enabled"]]
+        if not enabled:
+            raise XeFailure("NO_HOSTS_AVAILABLE")
+        preferred = next((h for h in enabled if h["uuid"] == vm.get("affinity")), enabled[0])
+        return preferred["uuid"]
+
+    def _wait(self, vm_uuid, wait_s, done):
+        """Sleeps ``wait_s`` real seconds, returning early once ``done(vm)`` holds (cheap polls)."""
+        deadline = time.monotonic() + wait_s
+        next_look = time.monotonic() + 0.25
+        parent = os.getppid()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.cancelled() or os.getppid() != parent:
+                raise _Cancelled()
+            time.sleep(min(self.poll_s, left))
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + 0.25
+                with self.store.transaction() as state:
+                    if done(state["vms"][vm_uuid]):
+                        return
+
+
+class _Cancelled(Exception):
+    """The caller went away (channel closed): stop waiting."""
+
+
+def write_xe_wrapper(folder, site_path, host_name, python=None):
+    """Writes an executable ``xe`` in ``folder`` that runs this simulator as ``host_name``."""
+    path = os.path.join(folder, "xe")
+    python = python or sys.executable
+    with open(path, "w") as handle:
+        handle.write(f"#!/bin/sh\nexec {python} -m hgs.sim.xe --site {site_path} --host {host_name} \"$@\"\n")
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 4 or argv[0] != "--site" or argv[2] != "--host":
+        sys.stderr.write("usage: python -m hgs.sim.xe --site SITE.json --host NAME XE-ARGS...\n")
+        return 2
+    code, out, err = Xe(sitemod.SiteStore(argv[1]), argv[3]).run(argv[4:])
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
