@@ -18,6 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # name -> (module, one sentence for --help)
 COMMANDS = {
+    "onbattery": ("onbattery", "The power failed: confirm the outage, then shut the VMs and hosts down cleanly."),
+    "doshutdown": ("doshutdown", "This box is about to halt: force every VM and host down now, within a bound."),
     "check-config": ("check_config", "Validate the configuration and print the resolved settings, secrets masked."),
     "status": ("status", "Show what the UPS daemon reports now: state, battery charge and runtime."),
     "testmail": ("testmail", "Send a test mail through the configured sendmail, with this run's log in it."),

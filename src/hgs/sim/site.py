@@ -76,7 +76,7 @@ def build_state(scenario, epoch=None):
         "time_scale": float(scenario.get("time_scale", 1.0)),
         "pool": {"uuid": new_uuid(f"pool/{name}"), "name": name, "ha_enabled": bool(pool_in.get("ha_enabled", False)),
                  "auto_poweron": bool(pool_in.get("auto_poweron", False)), "master": None,
-                 "ha_sr": new_uuid(f"sr/{name}/heartbeat")},
+                 "ha_sr": new_uuid(f"sr/{name}/heartbeat"), "ha_statefile": new_uuid(f"vdi/{name}/statefile")},
         "hosts": {},
         "vms": {},
     }

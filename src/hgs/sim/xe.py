@@ -111,6 +111,8 @@ POOL_FIELDS = {
     "name-description": ("RW", lambda s, p: ""),
     "master": ("RO", lambda s, p: p["master"]),
     "ha-enabled": ("RO", lambda s, p: _bool(p["ha_enabled"])),
+    # xapi empties ha-statefiles when HA is disabled: read it before pool-ha-disable.
+    "ha-statefiles": ("RO", lambda s, p: p["ha_statefile"] if p["ha_enabled"] else ""),
 }
 POOL_DEFAULT = ("uuid", "name-label", "name-description", "master", "default-SR")
 
@@ -295,6 +297,12 @@ class Xe:
     def cmd_pool_param_get(self, call):
         with self.store.transaction() as state:
             return _param_get(state, call, [state["pool"]], POOL_FIELDS, "pool")
+
+    def cmd_vdi_param_get(self, call):
+        with self.store.transaction() as state:
+            vdi = {"uuid": state["pool"]["ha_statefile"], "sr": state["pool"]["ha_sr"]}
+            fields = {"uuid": ("RO", lambda s, v: v["uuid"]), "sr-uuid": ("RO", lambda s, v: v["sr"])}
+            return _param_get(state, call, [vdi], fields, "VDI")
 
     # -- changes ----------------------------------------------------------------------
 

@@ -1,0 +1,38 @@
+"""What the flow commands share: detaching from the hook, the lock, the mail at the end."""
+
+import os
+import subprocess
+import sys
+
+from hgs.errors import MailError
+
+
+def add_flow_arguments(parser):
+    parser.add_argument("--dry-run", action="store_true",
+                        help="rehearse: real reads (UPS, SSH, xe lists), no change anywhere, waits treated as done; "
+                             "prints the timeline")
+    parser.add_argument("--foreground", action="store_true",
+                        help="run the flow in this process (by default a hook's call returns at once and the flow "
+                             "runs detached, logging to the log file)")
+
+
+def detach(ctx, command):
+    """Starts ``hgs COMMAND --foreground`` in its own session and returns its PID."""
+    argv = [sys.executable, "-m", "hgs", "--config", os.path.abspath(ctx.config_path), command, "--foreground"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+    return proc.pid
+
+
+def mail_report(ctx, report, mailer, run_log):
+    """Mails the summary then the full log, when MAIL['when'] asks; a mail failure is logged only."""
+    from hgs import mail
+
+    settings = ctx.settings.mail
+    if not mail.should_send(settings, report.failed):
+        return
+    body = report.summary() + "\nFull log:\n\n" + run_log.text()
+    try:
+        mailer.send(report.subject(), body)
+    except MailError as err:
+        run_log.logger.error("the run's mail could not be sent: %s (everything is in the log file)", err)

@@ -1,0 +1,62 @@
+"""hgs doshutdown: this box is about to halt; force everything down NOW, and return in time."""
+
+import threading
+import time
+
+from hgs.commands._flow import add_flow_arguments, mail_report
+
+
+def add_arguments(parser):
+    add_flow_arguments(parser)
+
+
+def run(ctx):
+    from hgs import runtime
+    from hgs.flows.outage import OutageFlow
+    from hgs.flows.report import Report
+    from hgs.lock import SiteLock
+
+    start = time.monotonic()
+    settings = ctx.settings
+    bound_s = settings.timings.doshutdown_bound_s
+    run_log = ctx.start_log(to_file=not ctx.args.dry_run)
+    log = run_log.logger
+    lock = SiteLock(settings.paths.lock_dir)
+    if not ctx.args.dry_run and not lock.acquire():
+        holder = lock.holder()
+        lock.escalate()
+        log.warning("doshutdown: this box is halting: told the running flow (pid %s) to force everything now", holder)
+        if lock.acquire(wait_s=max(0.0, bound_s - (time.monotonic() - start) - 1.0)):
+            log.info("doshutdown: the running flow finished within %.1f s", time.monotonic() - start)
+            lock.clear_escalation()
+            lock.release()
+        else:
+            log.warning("doshutdown: returning after %.1f s (bound %.0f s); the flow goes on while this box halts",
+                        time.monotonic() - start, bound_s)
+        return 0
+    log.warning("doshutdown: this box is halting: forcing every VM and host down within %.0f s", bound_s)
+    deps, mailer, connections = runtime.build(settings, log, dry_run=ctx.args.dry_run, escalated=lambda: True)
+    report = Report("forced shutdown", run_log.run_id)
+    flow = OutageFlow(deps, report)
+    worker = threading.Thread(target=_run_flow, args=(flow, log), daemon=True)
+    worker.start()
+    # keep a little of the bound for the mail; the box halts right after we return
+    worker.join(max(0.0, bound_s * 0.85 - (time.monotonic() - start)))
+    if worker.is_alive():
+        log.error("doshutdown: bound reached after %.1f s; returning so this box can halt", time.monotonic() - start)
+        report.finish("cut short by the doshutdown bound", failed=True)
+    else:
+        for connection in connections.values():
+            connection.close()
+    lock.release()
+    mail_report(ctx, report, mailer, run_log)
+    ctx.out(report.summary().rstrip())
+    return 1 if report.failed else 0
+
+
+def _run_flow(flow, log):
+    try:
+        flow.run(confirm=False)
+    except Exception:  # the box is halting: record, never hang
+        log.exception("doshutdown: the forced flow failed")
+        flow.report.finish("failed", failed=True)

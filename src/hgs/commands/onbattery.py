@@ -1,0 +1,53 @@
+"""hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
+
+from hgs.commands._flow import add_flow_arguments, detach, mail_report
+
+
+def add_arguments(parser):
+    add_flow_arguments(parser)
+
+
+def run(ctx):
+    from hgs import runtime
+    from hgs.flows.outage import OutageFlow
+    from hgs.flows.report import Report
+    from hgs.lock import SiteLock
+
+    settings = ctx.settings
+    args = ctx.args
+    if not args.foreground and not args.dry_run:
+        pid = detach(ctx, "onbattery")
+        ctx.out(f"hgs onbattery: outage flow started in the background (pid {pid}); see {settings.paths.log_file}")
+        return 0
+    run_log = ctx.start_log(to_file=not args.dry_run)
+    log = run_log.logger
+    lock = SiteLock(settings.paths.lock_dir)
+    if not args.dry_run:
+        if not lock.acquire():
+            log.info("an hgs flow is already running (pid %s): this onbattery event merges into it", lock.holder())
+            return 0
+        lock.clear_escalation()
+    log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
+    deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)
+    report = Report("outage", run_log.run_id)
+    flow = OutageFlow(deps, report)
+    try:
+        if args.dry_run:
+            try:
+                status = deps.read_ups()
+                log.info("dry run: the UPS reports %s now; the %.0f s confirmation is treated as passed",
+                         status.state.value, settings.timings.confirm_outage_s)
+            except Exception as err:  # a rehearsal goes on without the UPS, and says so
+                log.warning("dry run: the UPS cannot be read (%s); the confirmation is treated as passed", err)
+        flow.run(confirm=not args.dry_run)
+    finally:
+        for connection in connections.values():
+            connection.close()
+        lock.release()
+    if args.dry_run and getattr(flow, "plan_lines", None):
+        ctx.out("Dry run: the outage flow would do this (times from the start of the shutdown):")
+        for line in flow.plan_lines:
+            ctx.out(line)
+    mail_report(ctx, report, mailer, run_log)
+    ctx.out(report.summary().rstrip())
+    return 1 if report.failed else 0

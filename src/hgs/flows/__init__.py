@@ -1,0 +1,1 @@
+"""The flows: plain orchestration over small interfaces (UPS, hypervisor, prober, clock)."""

@@ -1,0 +1,91 @@
+"""Planning an outage: shutdown groups, the battery budget, and the timeline a dry run prints.
+
+Pure functions over plain data, so they are tested with tables.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Budget:
+    """Deadlines for this run: graceful per group, force per VM, per host; and the worst case."""
+
+    grace_s: float
+    force_s: float
+    host_s: float
+    groups: int
+    host_stages: int
+    worst_case_s: float
+    available_s: float | None
+    shortened_from_s: float | None = None
+    notes: list = field(default_factory=list)
+
+
+def build_groups(vms, policy):
+    """Given VM dicts ({'uuid','name','order'}) and VmPolicy, returns the shutdown groups.
+
+    Order: VMs named in no group first, by xe 'order' (highest first, one group per value);
+    then the config's groups as listed; then the 'stop_last' VMs. Empty groups are dropped.
+    """
+    def named(vm, names):
+        return vm["uuid"] in names or vm["name"] in names
+
+    last = [vm for vm in vms if named(vm, policy.stop_last)]
+    rest = [vm for vm in vms if not named(vm, policy.stop_last)]
+    explicit = [[vm for vm in rest if named(vm, set(group))] for group in policy.groups]
+    listed = {vm["uuid"] for group in explicit for vm in group}
+    unlisted = [vm for vm in rest if vm["uuid"] not in listed]
+    by_order = {}
+    for vm in unlisted:
+        by_order.setdefault(vm.get("order", 0), []).append(vm)
+    groups = [by_order[o] for o in sorted(by_order, reverse=True)]
+    # a VM named in two explicit groups goes with the first one
+    seen = set()
+    for group in explicit:
+        kept = [vm for vm in group if vm["uuid"] not in seen]
+        seen.update(vm["uuid"] for vm in kept)
+        groups.append(kept)
+    groups.append(last)
+    return [sorted(g, key=lambda vm: vm["name"]) for g in groups if g]
+
+
+def budget(timings, groups, host_stages, runtime_s, reserve_s):
+    """Returns the Budget: the configured deadlines, shortened when the battery would not cover
+    the worst case (runtime minus reserve). Forcing and host shutdown are never shortened."""
+    grace, force, host = timings.vm_shutdown_timeout_s, timings.vm_force_timeout_s, timings.host_shutdown_timeout_s
+    fixed = groups * force + host_stages * host
+    worst = groups * grace + fixed
+    available = None if runtime_s is None else max(0.0, runtime_s - reserve_s)
+    result = Budget(grace, force, host, groups, host_stages, worst, available)
+    if available is not None and groups and worst > available:
+        new_grace = max(0.0, (available - fixed) / groups)
+        result.shortened_from_s = grace
+        result.grace_s = new_grace
+        result.worst_case_s = groups * new_grace + fixed
+        result.notes.append(
+            f"battery: {runtime_s:.0f} s of runtime minus {reserve_s:.0f} s reserve leaves {available:.0f} s, less than "
+            f"the worst case of {worst:.0f} s: graceful shutdown deadlines shortened from {grace:.0f} s to "
+            f"{new_grace:.0f} s per group")
+        if new_grace == 0:
+            result.notes.append("battery: not even the forced path fits; every VM is forced at once")
+    return result
+
+
+def timeline(groups, host_order, b, runtime_s):
+    """Returns the lines of the plan as a timeline (what a dry run prints)."""
+    lines, t = [], 0.0
+    for index, group in enumerate(groups, 1):
+        names = ", ".join(f"{vm['name']}{'' if vm.get('tools', True) else ' (no tools: forced at once)'}"
+                          for vm in group)
+        lines.append(f"  +{t:6.0f} s  group {index}: clean shutdown of {len(group)} VM(s) in parallel: {names}")
+        lines.append(f"  +{t + b.grace_s:6.0f} s  group {index}: deadline; VMs still running are forced "
+                     f"(force deadline +{t + b.grace_s + b.force_s:.0f} s)")
+        t += b.grace_s + b.force_s
+    for stage in host_order:
+        lines.append(f"  +{t:6.0f} s  hosts: disable + shutdown {', '.join(stage)}; confirm down within {b.host_s:.0f} s")
+        t += b.host_s
+    runtime = "unknown" if runtime_s is None else f"{runtime_s:.0f} s"
+    lines.append(f"  worst case {b.worst_case_s:.0f} s; UPS runtime {runtime}"
+                 + ("" if b.available_s is None else f" ({b.available_s:.0f} s after the reserve)"))
+    lines += [f"  note: {n}" for n in b.notes]
+    return lines

@@ -1,0 +1,241 @@
+"""The hypervisor as the flows see it: xe over SSH on one host, and its dry-run twin.
+
+``Hypervisor`` runs the commands of ``hgs.xe`` on a ``remote.Connection`` with hgs's own
+deadline on each call. ``DryRunHypervisor`` is the ONE dry-run seam: it reads for real and,
+for every call that would change something, logs what it would do and reports success.
+The flows never ask whether they are rehearsing.
+"""
+
+from dataclasses import dataclass
+
+from hgs import xe
+from hgs.errors import HgsError
+from hgs.remote import ConnectionLost, RemoteTimeout, command_line
+
+
+class XeCallError(HgsError):
+    """xe ran and failed; ``error`` is the classified XeError."""
+
+    def __init__(self, where, argv, error):
+        self.error = error
+        super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}")
+
+
+@dataclass(frozen=True)
+class VmInfo:
+    uuid: str
+    name: str
+    power_state: str
+    resident_on: str | None
+    order: int
+    start_delay: int
+    tools: bool
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    uuid: str
+    name: str
+    address: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    uuid: str
+    master: str
+    ha_enabled: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one xe call of a batch ended: ``status`` 0 is success, else ``error`` says why."""
+
+    uuid: str
+    status: int
+    error: xe.XeError | None
+
+
+def _int(text, default=0):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return default
+
+
+class Batch:
+    """Parallel xe calls in one channel; ``poll()`` returns the Outcomes that arrived since."""
+
+    def __init__(self, stream, uuids):
+        self.stream = stream
+        self.pending = set(uuids)
+
+    def poll(self):
+        outcomes = []
+        for line in self.stream.lines():
+            parsed = xe.parse_result_line(line)
+            if parsed and parsed[0] in self.pending:
+                vm_uuid, status, err = parsed
+                self.pending.discard(vm_uuid)
+                outcomes.append(Outcome(vm_uuid, status, xe.classify(err) if status else None))
+        return outcomes
+
+    @property
+    def lost(self):
+        """True when the channel died before every call reported (the connection dropped)."""
+        return bool(self.pending) and self.stream.lost
+
+    def close(self):
+        self.stream.close()
+
+
+class Hypervisor:
+    """xe on one host (HostSettings) over its Connection; every call has ``xe_timeout_s``."""
+
+    def __init__(self, host, connection, xe_timeout_s, log):
+        self.host = host
+        self.connection = connection
+        self.xe_timeout_s = xe_timeout_s
+        self.log = log
+        self.calls = 0
+
+    @property
+    def name(self):
+        return self.host.name
+
+    def _run(self, argv, timeout_s=None):
+        self.calls += 1
+        self.log.debug("%s: xe %s", self.host.name, " ".join(argv))
+        result = self.connection.run(command_line((self.host.xe_path,) + tuple(argv)), timeout_s or self.xe_timeout_s)
+        if not result.ok:
+            raise XeCallError(self.host.name, argv, xe.classify(result.stderr or result.stdout))
+        return result.stdout
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def pool(self):
+        records = xe.parse_records(self._run(xe.pool_list()))
+        if not records:
+            raise HgsError(f"{self.host.name}: xe pool-list returned no pool")
+        record = records[0]
+        return PoolInfo(xe.check_uuid(record.get("uuid")), xe.check_uuid(record.get("master")),
+                        record.get("ha-enabled") == "true")
+
+    def hosts(self):
+        return [HostInfo(xe.check_uuid(r.get("uuid")), r.get("name-label", ""), r.get("address", ""),
+                         r.get("enabled") == "true")
+                for r in xe.parse_records(self._run(xe.host_list()))]
+
+    def vms(self, running_only=True):
+        """Returns the guests (VmInfo); records are cross-checked against a --minimal uuid list."""
+        known = set(xe.parse_minimal(self._run(xe.vm_uuids())))
+        text = self._run(xe.vm_list_running() if running_only else xe.vm_list_all())
+        found = {}
+        for record in xe.parse_records(text):
+            vm_uuid = record.get("uuid", "")
+            if vm_uuid not in known or vm_uuid in found or not xe.UUID.match(vm_uuid):
+                continue  # a record forged by text inside a VM name, or a duplicate
+            resident = record.get("resident-on", "")
+            found[vm_uuid] = VmInfo(vm_uuid, record.get("name-label", ""), record.get("power-state", ""),
+                                    resident if xe.UUID.match(resident) else None, _int(record.get("order")),
+                                    _int(record.get("start-delay")), record.get("PV-drivers-detected") == "true")
+        return list(found.values())
+
+    def power_states(self):
+        """Returns {vm uuid: power state} for every guest: ONE xe call, whatever the VM count."""
+        return {r["uuid"]: r.get("power-state", "") for r in xe.parse_records(self._run(xe.vm_power_states()))
+                if xe.UUID.match(r.get("uuid", ""))}
+
+    def ha_statefile_srs(self, pool_uuid):
+        """Returns the heartbeat SR uuids HA uses now (needed to turn it back on)."""
+        vdis = [v for v in xe.parse_minimal(self._run(xe.pool_ha_statefiles(pool_uuid)).strip().replace(";", ","))
+                if xe.UUID.match(v.strip())]
+        return sorted({xe.check_uuid(self._run(xe.vdi_sr(v.strip())).strip()) for v in vdis})
+
+    # -- changes -------------------------------------------------------------------------
+
+    def ha_disable(self):
+        self._run(xe.pool_ha_disable())
+
+    def ha_enable(self, sr_uuids):
+        self._run(xe.pool_ha_enable(sr_uuids))
+
+    def host_disable(self, host_uuid):
+        self._run(xe.host_disable(host_uuid))
+
+    def host_enable(self, host_uuid):
+        self._run(xe.host_enable(host_uuid))
+
+    def host_shutdown(self, host_uuid):
+        """Sends host-shutdown; returns 'sent', or 'sent, session dropped' when the host went
+        away under the call (it is shutting down)."""
+        try:
+            self._run(xe.host_shutdown(host_uuid))
+            return "sent"
+        except (ConnectionLost, RemoteTimeout):
+            return "sent, session dropped"
+
+    def reset_powerstate(self, vm_uuid):
+        self._run(xe.vm_reset_powerstate(vm_uuid))
+
+    def launch(self, commands):
+        """Starts [(uuid, argv)] in parallel in one channel; returns a Batch."""
+        self.calls += len(commands)
+        for vm_uuid, argv in commands:
+            self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
+        stream = self.connection.start(xe.batch_script(self.host.xe_path, commands))
+        return Batch(stream, [u for u, _ in commands])
+
+
+class _DoneBatch:
+    """A batch that already succeeded (what a dry run reports)."""
+
+    def __init__(self, uuids):
+        self._outcomes = [Outcome(u, 0, None) for u in uuids]
+        self.pending = set()
+        self.lost = False
+
+    def poll(self):
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def close(self):
+        pass
+
+
+class DryRunHypervisor:
+    """Reads through ``real``; every change is logged as 'dry run: would ...' and succeeds."""
+
+    def __init__(self, real, log):
+        self.real = real
+        self.log = log
+
+    def __getattr__(self, name):  # reads and attributes go to the real hypervisor
+        return getattr(self.real, name)
+
+    def _would(self, argv):
+        self.log.info("dry run: would run on %s: xe %s", self.real.host.name, " ".join(argv))
+
+    def ha_disable(self):
+        self._would(xe.pool_ha_disable())
+
+    def ha_enable(self, sr_uuids):
+        self._would(xe.pool_ha_enable(sr_uuids))
+
+    def host_disable(self, host_uuid):
+        self._would(xe.host_disable(host_uuid))
+
+    def host_enable(self, host_uuid):
+        self._would(xe.host_enable(host_uuid))
+
+    def host_shutdown(self, host_uuid):
+        self._would(xe.host_shutdown(host_uuid))
+        return "sent"
+
+    def reset_powerstate(self, vm_uuid):
+        self._would(xe.vm_reset_powerstate(vm_uuid))
+
+    def launch(self, commands):
+        for _, argv in commands:
+            self._would(argv)
+        return _DoneBatch([u for u, _ in commands])

@@ -1,0 +1,58 @@
+"""Is a host up? Ping (iputils, exit status only) and an SSH banner, each with a deadline.
+
+A host counts as down when every check its config names ("ping+ssh", "ping", "ssh")
+finds it silent. An SSH port that accepts but never sends a banner is not "up".
+"""
+
+import shutil
+import socket
+import subprocess
+
+
+def ping(address, timeout_s=1.0):
+    """Returns True when one echo reply came back within ``timeout_s``."""
+    binary = shutil.which("ping") or "/bin/ping"
+    try:
+        result = subprocess.run([binary, "-c", "1", "-W", str(max(1, int(round(timeout_s)))), address],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s + 2)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def ssh_banner(address, port, timeout_s=2.0):
+    """Returns True when an SSH server answers with its banner within ``timeout_s``."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+class Prober:
+    """Answers ``is_up(host)`` by the checks the host's ``down_check`` names."""
+
+    def __init__(self, timeout_s=2.0):
+        self.timeout_s = timeout_s
+
+    def is_up(self, host):
+        checks = host.down_check.split("+")
+        if "ping" in checks and ping(host.address, self.timeout_s):
+            return True
+        if "ssh" in checks and ssh_banner(host.address, host.ssh_port, self.timeout_s):
+            return True
+        return False
+
+    def is_down(self, host):
+        return not self.is_up(host)
+
+
+class DryRunProber:
+    """A dry run treats every wait for a host, to go down or to come up, as done."""
+
+    def is_up(self, host):
+        return True
+
+    def is_down(self, host):
+        return True

@@ -1,0 +1,56 @@
+"""Building a flow's dependencies once, at start-up: the ONE place a dry run differs.
+
+A real run gets the SSH-backed hypervisors, the prober, the real clock, the state file and
+sendmail. A dry run gets the same readers, and, for everything that would change the world,
+twins that log 'dry run: would ...' (hypervisor changes, state writes, mails, WOL packets),
+with waits treated as done.
+"""
+
+from hgs import mail as mailmod
+from hgs.clock import Clock, InstantClock
+from hgs.flows.outage import Deps
+from hgs.hypervisor import DryRunHypervisor, Hypervisor
+from hgs.probe import DryRunProber, Prober
+from hgs.remote import Connection
+from hgs.state import StateFile
+from hgs.ups import reader_for
+
+
+class Mailer:
+    def __init__(self, settings, log):
+        self.settings, self.log = settings, log
+
+    def send(self, subject, body):
+        mailmod.send(self.settings, subject, body)
+        self.log.info("mail '%s' handed to sendmail for %s", subject, ", ".join(self.settings.to))
+
+
+class DryRunMailer(Mailer):
+    def send(self, subject, body):
+        self.log.info("dry run: would mail '%s' to %s", subject, ", ".join(self.settings.to))
+
+
+class DryRunStateFile:
+    def __init__(self, real, log):
+        self.real, self.log = real, log
+
+    def load(self):
+        return self.real.load()
+
+    def save(self, data):
+        self.log.info("dry run: would write the state file %s (phase %s)", self.real.path, data.get("phase"))
+        return data
+
+
+def build(settings, log, dry_run=False, escalated=lambda: False):
+    """Returns (Deps, Mailer, connections) for a flow."""
+    timings = settings.timings
+    connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log) for h in settings.hosts}
+    hypervisors = {h.name: Hypervisor(h, connections[h.name], timings.xe_timeout_s, log) for h in settings.hosts}
+    state_file = StateFile(settings.paths.state_dir)
+    if dry_run:
+        deps = Deps(settings, reader_for(settings.ups), {n: DryRunHypervisor(hv, log) for n, hv in hypervisors.items()},
+                    DryRunProber(), InstantClock(), DryRunStateFile(state_file, log), log, escalated)
+        return deps, DryRunMailer(settings.mail, log), connections
+    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated)
+    return deps, Mailer(settings.mail, log), connections

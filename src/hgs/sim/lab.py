@@ -1,0 +1,206 @@
+"""A whole simulated site on loopback, ready for hgs: the thing tests, benchmarks and the
+demo stand up.
+
+``SimSite`` creates the site store from a scenario, gives every host a front door (the
+in-process SSH server, or a real OpenSSH sshd when ``front_door="openssh"``), an SSH key
+for hgs and a pinned known_hosts file, a Wake-on-LAN listener, and a power watcher that
+closes a host's door when it powers off and reopens it when it has booted. ``config_text``
+writes a matching hgs configuration.
+"""
+
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+from hgs.sim import site as sitemod
+from hgs.sim.power import PowerWatcher, WolListener
+from hgs.sim.xe import write_xe_wrapper
+
+SSHD = "/usr/sbin/sshd"
+
+
+class _InProcessDoor:
+    def __init__(self, folder, bin_dir, client_public, port=0):
+        import paramiko
+
+        from hgs.sim.sshd import SimSshServer
+
+        key = paramiko.ECDSAKey.generate()
+        self.server = SimSshServer(key, [client_public], bin_dir, port=port)
+        self.port = self.server.port
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {key.get_name()} {key.get_base64()}"
+
+    @property
+    def connections(self):
+        return self.server.connections
+
+    def up(self):
+        self.server.open()
+
+    def down(self):
+        self.server.close()
+
+    def stop(self):
+        self.server.close()
+
+
+class _OpenSshDoor:
+    """A real sshd for one host, stopped and started by its PID as the host's power changes."""
+
+    def __init__(self, folder, bin_dir, client_public_line, port):
+        self.folder = Path(folder)
+        self.port = port
+        host_key = self.folder / "hostkey"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+        (self.folder / "authorized_keys").write_text(client_public_line + "\n")
+        self.config = self.folder / "sshd_config"
+        self.config.write_text(textwrap.dedent(f"""\
+            Port {port}
+            ListenAddress 127.0.0.1
+            HostKey {host_key}
+            PidFile {self.folder}/sshd.pid
+            AuthorizedKeysFile {self.folder}/authorized_keys
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            LogLevel ERROR
+            SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin
+            """))
+        self.known_hosts_line = f"[127.0.0.1]:{port} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
+        self.proc = None
+        self.starts = 0
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.up()
+
+    def up(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = open(self.folder / "sshd.log", "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.starts += 1
+        _wait_port(self.port, 5)
+
+    def down(self):
+        if self.proc is not None and self.proc.poll() is None:
+            # The whole process group: the listener and every session it forked (a power cut).
+            try:
+                os.killpg(self.proc.pid, 15)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+
+    def stop(self):
+        self.down()
+
+
+def _wait_port(port, timeout_s):
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SimSite:
+    """A simulated site in ``workdir`` from ``scenario`` (a dict or a TOML path)."""
+
+    def __init__(self, workdir, scenario, front_door="inprocess", wol_drop_first=0):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.store = sitemod.SiteStore.create(self.workdir / "site.json", scenario)
+        self.front_door = front_door
+        state = self.store.read()
+        self.hosts = {h["name"]: h for h in state["hosts"].values()}
+        self.key_file = self.workdir / "id_hgs"
+        public = self._client_key()
+        self.known_hosts = self.workdir / "known_hosts"
+        self.doors = {}
+        self.bin_dirs = {}
+        for name in self.hosts:
+            folder = self.workdir / "hosts" / name
+            bin_dir = folder / "bin"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            write_xe_wrapper(str(bin_dir), str(self.store.path), name)
+            self.bin_dirs[name] = bin_dir
+            if front_door == "openssh":
+                self.doors[name] = _OpenSshDoor(folder, bin_dir, public, _free_port())
+            else:
+                self.doors[name] = _InProcessDoor(folder, bin_dir, public)
+        self.known_hosts.write_text("".join(d.known_hosts_line + "\n" for d in self.doors.values()))
+        self.known_hosts.chmod(0o600)
+        self.wol = WolListener(self.store, "127.0.0.1", 0, drop_first=wol_drop_first)
+        self.power_log = []
+        self.watcher = PowerWatcher(self.store, self._power_changed)
+
+    def _client_key(self):
+        """Makes hgs's SSH key; returns the public key (a paramiko key, or an OpenSSH line)."""
+        if self.front_door == "openssh":
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key_file)], check=True)
+            return self.key_file.with_suffix(".pub").read_text().strip()
+        import paramiko
+
+        key = paramiko.ECDSAKey.generate()
+        key.write_private_key_file(str(self.key_file))
+        os.chmod(self.key_file, 0o600)
+        return key
+
+    def _power_changed(self, host_name, reachable):
+        door = self.doors.get(host_name) if hasattr(self, "doors") else None
+        self.power_log.append((time.time(), host_name, reachable))
+        if door is None:
+            return
+        if reachable:
+            door.up()
+        else:
+            door.down()
+
+    def hosts_block(self, down_check="ssh"):
+        """Returns the HOSTS list (Python source) for an hgs config pointing at this site."""
+        entries = []
+        for name, host in self.hosts.items():
+            entries.append(
+                f"    {{'name': {name!r}, 'address': '127.0.0.1', 'ssh_port': {self.doors[name].port}, "
+                f"'ssh_key_file': {str(self.key_file)!r}, 'known_hosts_file': {str(self.known_hosts)!r}, "
+                f"'mac': {host['mac']!r}, 'wol_broadcast': '127.0.0.1', 'wol_port': {self.wol.port}, "
+                f"'down_check': {down_check!r}, 'xe_path': {str(self.bin_dirs[name] / 'xe')!r}}},")
+        return "[\n" + "\n".join(entries) + "\n]"
+
+    def config_text(self, ups, timings=None, extra=""):
+        """Returns an hgs config module for this site; ``ups`` is the UPS dict's Python source."""
+        paths = {"state_dir": str(self.workdir / "state"), "log_file": str(self.workdir / "hgs.log"),
+                 "lock_dir": str(self.workdir / "lock")}
+        return "\n".join([f"UPS = {ups}", f"HOSTS = {self.hosts_block()}", f"TIMINGS = {timings or {}!r}",
+                          f"PATHS = {paths!r}", "LOGGING = {'syslog': False}", ""]) + extra
+
+    def vm_states(self):
+        """Returns {vm name: power state} of the guests (control domains left out)."""
+        state = self.store.read()
+        return {v["name"]: v["power_state"] for v in state["vms"].values() if not v["control_domain"]}
+
+    def stop(self):
+        self.watcher.stop()
+        self.wol.stop()
+        for door in self.doors.values():
+            door.stop()

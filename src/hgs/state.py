@@ -1,0 +1,70 @@
+"""The state file: what hgs shut down and what it must bring back.
+
+One JSON file in the state dir, written atomically (temp file, fsync, rename) with mode
+0600 before every step that depends on it. Its ``phase`` says where the site is:
+idle, shutting_down (an outage flow is past its point of no return), site_down (everything
+hgs stopped is down), restoring. The snapshot is never overwritten by a half-down site: a
+second outage flow merges what it finds running into the snapshot it already has.
+"""
+
+import json
+import os
+import tempfile
+import time
+
+from hgs.errors import HgsError
+
+VERSION = 1
+IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"
+
+
+class StateError(HgsError):
+    """The state file cannot be read or written."""
+
+
+def empty():
+    return {"version": VERSION, "phase": IDLE, "snapshot": None, "updated": None}
+
+
+class StateFile:
+    """The state file in ``state_dir`` (created 0700 on first write)."""
+
+    def __init__(self, state_dir):
+        self.dir = str(state_dir)
+        self.path = os.path.join(self.dir, "state.json")
+
+    def load(self):
+        """Returns the state dict (an empty one when there is none); raises StateError."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return empty()
+        except (OSError, ValueError) as err:
+            raise StateError(f"cannot read the state file {self.path}: {err}") from None
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise StateError(f"the state file {self.path} is not one this hgs wrote (version {data.get('version')!r})")
+        return data
+
+    def save(self, data):
+        """Writes ``data`` atomically; raises StateError (e.g. disk full, read-only)."""
+        data = dict(data, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, indent=2, sort_keys=True)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as err:
+            raise StateError(f"cannot write the state file {self.path}: {err.strerror or err}") from None
+        return data
