@@ -231,3 +231,21 @@ def _run(behaviour, conn, stop):
         conn.close()
 
 
+
+
+@pytest.fixture
+def site_lab(tmp_path):
+    """Returns a factory of SiteLab (real sshd fronting the simulated xe); all stopped at the end."""
+    from lab import SiteLab
+
+    require_binary("/usr/sbin/sshd", "openssh-server")
+    labs = []
+
+    def make(scenario, **kwargs):
+        lab = SiteLab(tmp_path / f"lab{len(labs)}", scenario, **kwargs)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.stop()

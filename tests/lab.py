@@ -122,3 +122,71 @@ def timed(function, *args, **kwargs):
     except Exception as err:  # the caller asserts on the kind
         result = err
     return result, time.monotonic() - start
+
+
+class SiteLab:
+    """A simulated site (real sshd by default), a simulated UPS as apcupsd NIS, and a config."""
+
+    def __init__(self, workdir, scenario, front_door="openssh", timings=None, extra="", ups_state="onbatt",
+                 wol_drop_first=0):
+        from hgs.sim.lab import SimSite
+        from hgs.sim.ups import NisServer, SimUps
+
+        self.site = SimSite(workdir / "site", scenario, front_door=front_door, wol_drop_first=wol_drop_first)
+        # the UPS runs in real time: hgs's deadlines are real seconds, whatever the site's time scale
+        self.ups = SimUps(name="labups")
+        self.ups.set_state(ups_state)
+        self.nis = NisServer(self.ups)
+        self.config = workdir / "config.py"
+        self.write_config(timings, extra)
+
+    def write_config(self, timings=None, extra="", ups_extra=""):
+        base = {"confirm_outage_s": 0.5, "vm_shutdown_timeout_s": 5, "vm_force_timeout_s": 3,
+                "host_shutdown_timeout_s": 8, "host_down_confirm_s": 0.3, "xe_timeout_s": 10,
+                "restore_confirm_s": 0.5, "host_boot_timeout_s": 20, "wol_resend_interval_s": 2,
+                "xapi_ready_timeout_s": 20, "vm_start_timeout_s": 10, "verify_timeout_s": 10}
+        base.update(timings or {})
+        ups = (f"{{'daemon': 'apcupsd', 'address': '127.0.0.1:{self.nis.port}', 'poll_interval_s': 0.1, "
+               f"'timeout_s': 2{ups_extra}}}")
+        write(self.config, self.site.config_text(ups, base, extra=extra), 0o600)
+
+    def hgs(self, *args, timeout=120):
+        return run_hgs("--config", str(self.config), *args, timeout=timeout)
+
+    def names(self):
+        state = self.site.store.read()
+        return {v["uuid"]: v["name"] for v in state["vms"].values()} | {h["uuid"]: h["name"] for h in state["hosts"].values()}
+
+    def calls(self, command=None):
+        """Returns [(time, host, command, argv)] of the xe calls, optionally of one command."""
+        out = []
+        for call in self.site.store.calls():
+            argv = call["argv"]
+            if argv and (command is None or argv[0] == command):
+                out.append((call["t"], call["host"], argv[0], argv))
+        return out
+
+    def changing_calls(self):
+        from hgs.sim.xe import CHANGING
+
+        return [c for c in self.calls() if c[2] in CHANGING]
+
+    def target(self, argv):
+        """Returns the name of the VM or host an xe call's uuid= names."""
+        names = self.names()
+        for arg in argv:
+            if arg.startswith("uuid="):
+                return names.get(arg[5:], arg[5:])
+        return None
+
+    def state_file(self):
+        import json
+
+        return json.loads((self.site.workdir / "state" / "state.json").read_text())
+
+    def log_text(self):
+        return (self.site.workdir / "hgs.log").read_text()
+
+    def stop(self):
+        self.site.stop()
+        self.nis.stop()

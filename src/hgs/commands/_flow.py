@@ -28,6 +28,8 @@ def mail_report(ctx, report, mailer, run_log):
     """Mails the summary then the full log, when MAIL['when'] asks; a mail failure is logged only."""
     from hgs import mail
 
+    run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,
+                       " (FAILED)" if report.failed else "")
     settings = ctx.settings.mail
     if not mail.should_send(settings, report.failed):
         return

@@ -19,6 +19,8 @@ def run(ctx):
     start = time.monotonic()
     settings = ctx.settings
     bound_s = settings.timings.doshutdown_bound_s
+    if ctx.args.dry_run:
+        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read: show every 'would' line
     run_log = ctx.start_log(to_file=not ctx.args.dry_run)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
@@ -36,7 +38,7 @@ def run(ctx):
         return 0
     log.warning("doshutdown: this box is halting: forcing every VM and host down within %.0f s", bound_s)
     deps, mailer, connections = runtime.build(settings, log, dry_run=ctx.args.dry_run, escalated=lambda: True)
-    report = Report("forced shutdown", run_log.run_id)
+    report = Report("forced shutdown (dry run)" if ctx.args.dry_run else "forced shutdown", run_log.run_id)
     flow = OutageFlow(deps, report)
     worker = threading.Thread(target=_run_flow, args=(flow, log), daemon=True)
     worker.start()

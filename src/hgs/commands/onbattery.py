@@ -19,6 +19,8 @@ def run(ctx):
         pid = detach(ctx, "onbattery")
         ctx.out(f"hgs onbattery: outage flow started in the background (pid {pid}); see {settings.paths.log_file}")
         return 0
+    if args.dry_run:
+        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read: show every 'would' line
     run_log = ctx.start_log(to_file=not args.dry_run)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
@@ -29,7 +31,7 @@ def run(ctx):
         lock.clear_escalation()
     log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)
-    report = Report("outage", run_log.run_id)
+    report = Report("outage (dry run)" if args.dry_run else "outage", run_log.run_id)
     flow = OutageFlow(deps, report)
     try:
         if args.dry_run:
