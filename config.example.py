@@ -74,6 +74,7 @@ TIMINGS = {
     "xapi_ready_timeout_s": 300,    # how long xapi may say HOST_STILL_BOOTING
     "vm_start_timeout_s": 180,      # deadline per vm-start
     "verify_timeout_s": 300,        # every VM of the snapshot must be running within this
+    "charge_wait_s": 3600,          # how long to wait for UPS["restore_min_charge_pct"] before restoring
 }
 
 # --- Mail through the local sendmail (Postfix) ---------------------------------------

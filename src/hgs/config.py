@@ -82,6 +82,7 @@ class Timings:
     xapi_ready_timeout_s: float
     vm_start_timeout_s: float
     verify_timeout_s: float
+    charge_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ TIMING_FIELDS = {
     "xapi_ready_timeout_s": Field(_seconds, 300.0),
     "vm_start_timeout_s": Field(_seconds, 180.0),
     "verify_timeout_s": Field(_seconds, 300.0),
+    "charge_wait_s": Field(_seconds, 3600.0),
 }
 
 MAIL_FIELDS = {

@@ -17,8 +17,8 @@ class SiteLock:
         self.escalation_path = os.path.join(self.dir, "escalate")
         self.fd = None
 
-    def acquire(self, wait_s=0.0, poll_s=0.1):
-        """Takes the lock, waiting up to ``wait_s``; returns True when held."""
+    def acquire(self, wait_s=0.0, poll_s=0.1, kind="flow"):
+        """Takes the lock for a flow of ``kind``, waiting up to ``wait_s``; returns True when held."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait_s
@@ -32,17 +32,18 @@ class SiteLock:
                     return False
                 time.sleep(poll_s)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {kind}\n".encode())
         self.fd = fd
         return True
 
     def holder(self):
-        """Returns the PID written by the current holder, or None."""
+        """Returns (pid, kind) written by the current holder, or (None, None)."""
         try:
             with open(self.path) as handle:
-                return int(handle.read().strip() or 0) or None
+                pid, _, kind = handle.read().strip().partition(" ")
+                return int(pid), kind or "flow"
         except (OSError, ValueError):
-            return None
+            return None, None
 
     def release(self):
         if self.fd is not None:

@@ -14,6 +14,7 @@ from hgs.probe import DryRunProber, Prober
 from hgs.remote import Connection
 from hgs.state import StateFile
 from hgs.ups import reader_for
+from hgs.wake import DryRunWaker, Waker
 
 
 class Mailer:
@@ -50,7 +51,9 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
     state_file = StateFile(settings.paths.state_dir)
     if dry_run:
         deps = Deps(settings, reader_for(settings.ups), {n: DryRunHypervisor(hv, log) for n, hv in hypervisors.items()},
-                    DryRunProber(), InstantClock(), DryRunStateFile(state_file, log), log, escalated)
+                    DryRunProber(), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
+                    DryRunWaker(log))
         return deps, DryRunMailer(settings.mail, log), connections
-    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated)
+    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated,
+                Waker(log))
     return deps, Mailer(settings.mail, log), connections

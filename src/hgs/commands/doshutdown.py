@@ -24,11 +24,11 @@ def run(ctx):
     run_log = ctx.start_log(to_file=not ctx.args.dry_run)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
-    if not ctx.args.dry_run and not lock.acquire():
-        holder = lock.holder()
+    if not ctx.args.dry_run and not lock.acquire(kind="doshutdown"):
+        holder, _ = lock.holder()
         lock.escalate()
         log.warning("doshutdown: this box is halting: told the running flow (pid %s) to force everything now", holder)
-        if lock.acquire(wait_s=max(0.0, bound_s - (time.monotonic() - start) - 1.0)):
+        if lock.acquire(wait_s=max(0.0, bound_s - (time.monotonic() - start) - 1.0), kind="doshutdown"):
             log.info("doshutdown: the running flow finished within %.1f s", time.monotonic() - start)
             lock.clear_escalation()
             lock.release()

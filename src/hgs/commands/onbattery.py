@@ -2,6 +2,8 @@
 
 from hgs.commands._flow import add_flow_arguments, detach, mail_report
 
+LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
+
 
 def add_arguments(parser):
     add_flow_arguments(parser)
@@ -25,9 +27,15 @@ def run(ctx):
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
     if not args.dry_run:
-        if not lock.acquire():
-            log.info("an hgs flow is already running (pid %s): this onbattery event merges into it", lock.holder())
-            return 0
+        if not lock.acquire(kind="outage"):
+            pid, kind = lock.holder()
+            if kind != "restore":
+                log.info("an outage flow is already running (pid %s): this onbattery event merges into it", pid)
+                return 0
+            log.info("a restore is running (pid %s): it stops at its next step; the outage flow takes over", pid)
+            if not lock.acquire(wait_s=LOCK_WAIT_S, kind="outage"):
+                log.error("the restore (pid %s) did not stop within %.0f s; this outage flow gives up", pid, LOCK_WAIT_S)
+                return 1
         lock.clear_escalation()
     log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)

@@ -88,7 +88,8 @@ VM_FIELDS = {
     "affinity": ("RW", lambda s, v: v.get("affinity") or "<not in database>"),
     "is-control-domain": ("RO", lambda s, v: _bool(v["control_domain"])),
     "order": ("RW", lambda s, v: str(v["order"])),
-    "start-delay": ("RW", lambda s, v: str(v["start_delay"])),
+    # a duration like every other in the scenario: simulated seconds, reported as real ones
+    "start-delay": ("RW", lambda s, v: str(max(1, round(v["start_delay"] / s["time_scale"])) if v["start_delay"] else 0)),
     "shutdown-delay": ("RW", lambda s, v: str(v["shutdown_delay"])),
     "PV-drivers-detected": ("RO", lambda s, v: _bool(v["tools"] or v["control_domain"])),
     "other-config": ("MRW", lambda s, v: "auto_poweron: true" if v["auto_poweron"] else ""),

@@ -1,0 +1,398 @@
+"""The restore flow: power stable, wake the hosts (master first), start exactly the VMs of
+the snapshot in their order groups, HA back on, verify; clear the state only when complete.
+
+Power lost again stops it between steps with the snapshot kept (VMs still to start stay in
+it): the outage flow takes the site from there.
+"""
+
+from hgs import state as statemod
+from hgs.errors import HgsError, UpsError
+from hgs.flows.outage import POWER_POLL_S, TICK_S
+from hgs.hypervisor import XeCallError
+from hgs.remote import RemoteError
+from hgs.wake import WakeError
+
+GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
+RETRY_S = 1.0
+
+
+class PowerLost(Exception):
+    """The UPS went back on battery during the restore."""
+
+
+class RestoreFlow:
+    def __init__(self, deps, report):
+        self.d = deps
+        self.report = report
+        self.log = deps.log
+        self.timings = deps.settings.timings
+        self.state = None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _power_ok(self):
+        """Raises PowerLost when the UPS says the load runs on battery again."""
+        try:
+            status = self.d.read_ups()
+        except UpsError as err:
+            self.log.warning("UPS not readable during the restore: %s (going on)", err)
+            return
+        if status.on_battery:
+            raise PowerLost(status.state.value)
+
+    def _save(self):
+        try:
+            self.d.state_file.save(self.state)
+        except HgsError as err:
+            self.log.error("%s (the restore goes on; the state on disk may be stale)", err)
+            self.report.notes.append(f"state not saved: {err}")
+
+    # -- 1. stable power ----------------------------------------------------------------------
+
+    def confirm_power(self):
+        window = self.timings.restore_confirm_s
+        self.log.info("confirming the power is back for good: %.0f s", window)
+        start = self.d.clock.now()
+        while True:
+            try:
+                status = self.d.read_ups()
+                if status.on_battery:
+                    self.log.info("the power failed again during the restore confirmation: restore stopped")
+                    self.report.fact("power failed again before the restore: nothing started")
+                    return False
+            except UpsError as err:
+                self.log.warning("UPS not readable: %s", err)
+                status = None
+            elapsed = self.d.clock.now() - start
+            if elapsed >= window:
+                break
+            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, window - elapsed))
+        floor = self.d.settings.ups.restore_min_charge_pct
+        if floor > 0:
+            deadline = self.d.clock.now() + self.timings.charge_wait_s
+            while status is None or status.charge_pct is None or status.charge_pct < floor:
+                if self.d.clock.now() >= deadline:
+                    self.log.error("battery below %.0f %% after %.0f s: restoring anyway", floor,
+                                   self.timings.charge_wait_s)
+                    self.report.notes.append(f"battery did not reach {floor:.0f} % in time")
+                    break
+                self.d.clock.sleep(self.d.settings.ups.poll_interval_s * 5)
+                try:
+                    status = self.d.read_ups()
+                    if status.on_battery:
+                        self.report.fact("power failed again while the battery recharged: nothing started")
+                        return False
+                except UpsError:
+                    status = None
+            else:
+                self.log.info("battery at %.0f %% (floor %.0f %%)", status.charge_pct, floor)
+        self.report.fact(f"power stable for {window:g} s")
+        return True
+
+    # -- 2. hosts -------------------------------------------------------------------------------
+
+    def host_stages(self, snapshot):
+        """Returns [[(host uuid, host record)], ...]: the masters, then the members."""
+        masters, members = [], []
+        for host_uuid, host in snapshot["hosts"].items():
+            (masters if host.get("master") else members).append((host_uuid, host))
+        return [stage for stage in (masters, members) if stage]
+
+    def _config(self, host):
+        for h in self.d.settings.hosts:
+            if h.name == host.get("config") or h.name == host.get("name"):
+                return h
+        return None
+
+    def wake_stage(self, stage):
+        """Wakes every host of the stage and waits for ping/SSH, then xapi; returns the ones up."""
+        clock = self.d.clock
+        start = clock.now()
+        waiting = {}
+        for host_uuid, host in stage:
+            config = self._config(host)
+            if config is None:
+                self.log.warning("%s is not in the config: cannot wake it; xapi may power it on", host["name"])
+                continue
+            if self.d.prober.is_up(config):
+                self.log.info("%s: already answering", config.name)
+                waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": clock.now(), "wols": 0}
+                continue
+            waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": None, "wols": 0}
+        booted = {}
+        while waiting:
+            now = clock.now()
+            for host_uuid, w in list(waiting.items()):
+                if w["up_at"] is None:
+                    if self.d.prober.is_up(w["config"]):
+                        w["up_at"] = now
+                        self.log.info("%s: answers after %.1f s", w["config"].name, now - start)
+                    elif w["last_wol"] is None or now - w["last_wol"] >= self.timings.wol_resend_interval_s:
+                        try:
+                            self.d.waker.wake(w["config"])
+                        except WakeError as err:
+                            self.log.error("%s", err)
+                        w["last_wol"], w["wols"] = now, w["wols"] + 1
+                if w["up_at"] is not None:
+                    booted[host_uuid] = w
+                    del waiting[host_uuid]
+            if now - start >= self.timings.host_boot_timeout_s:
+                for w in waiting.values():
+                    self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
+                                   w["config"].name, self.timings.host_boot_timeout_s, w["wols"])
+                    self.report.host(w["config"].name, "DID NOT BOOT", now - start,
+                                     f"{w['wols']} Wake-on-LAN packets", failed=True)
+                break
+            if waiting:
+                clock.sleep(0.1)
+        ready = {}
+        for host_uuid, w in booted.items():
+            if self.wait_xapi(host_uuid, w["config"], start):
+                ready[host_uuid] = w["config"]
+        return ready
+
+    def wait_xapi(self, host_uuid, config, start):
+        """Waits until xe answers on the host (HOST_STILL_BOOTING retried); enables it if needed."""
+        hv = self.d.hypervisors[config.name]
+        deadline = self.d.clock.now() + self.timings.xapi_ready_timeout_s
+        last, told = None, False
+        while True:
+            try:
+                infos = hv.hosts()
+                break
+            except (XeCallError, RemoteError) as err:
+                last = err
+                if not told and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
+                    told = True
+                    self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
+                if self.d.clock.now() >= deadline:
+                    self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
+                                   self.timings.xapi_ready_timeout_s, err)
+                    self.report.host(config.name, "XAPI NOT READY", self.d.clock.now() - start, str(err), failed=True)
+                    return False
+                self.d.clock.sleep(RETRY_S)
+        if last is not None:
+            self.log.info("%s: xapi answers", config.name)
+        me = next((i for i in infos if i.uuid == host_uuid), None)
+        if me is not None and not me.enabled:
+            try:
+                hv.host_enable(host_uuid)
+                self.log.info("%s: was still disabled: host-enable", config.name)
+            except (XeCallError, RemoteError) as err:
+                self.log.error("%s: host-enable failed: %s", config.name, err)
+        self.report.host(config.name, "up", self.d.clock.now() - start)
+        return True
+
+    # -- 3. VMs --------------------------------------------------------------------------------
+
+    def _executor(self, snapshot, pool_uuid, ready):
+        """The config host that runs a pool's commands: its master when up, else any up member."""
+        pool = snapshot["pools"].get(pool_uuid, {})
+        master = snapshot["hosts"].get(pool.get("master"), {})
+        config = self._config(master) if master else None
+        if config is not None and pool.get("master") in ready:
+            return config.name
+        for host_uuid, host in snapshot["hosts"].items():
+            if host.get("pool") == pool_uuid and host_uuid in ready:
+                return ready[host_uuid].name
+        return None
+
+    def start_vms(self, snapshot, ready):
+        pending = set(self.state.get("restore_pending") or snapshot["vms"])
+        vms = [vm for u, vm in snapshot["vms"].items() if u in pending]
+        orders = sorted({vm.get("order", 0) for vm in vms})
+        for order in orders:
+            self._power_ok()
+            group = sorted((vm for vm in vms if vm.get("order", 0) == order), key=lambda v: v["name"])
+            self.log.info("starting order group %s: %s", order, ", ".join(v["name"] for v in group))
+            self._start_group(snapshot, group, ready)
+            for vm in group:
+                pending.discard(vm["uuid"])
+            self.state["restore_pending"] = sorted(pending)
+            self._save()
+            delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+            if delay and order != orders[-1]:
+                self.log.info("start delay: %s s before the next group", delay)
+                self.d.clock.sleep(delay)
+
+    def _start_group(self, snapshot, group, ready):
+        from hgs import xe
+
+        clock = self.d.clock
+        start = clock.now()
+        by_executor = {}
+        for vm in group:
+            executor = self._executor(snapshot, vm["pool"], ready)
+            if executor is None:
+                self.report.vm(vm["name"], "NOT STARTED", None, "no host of its pool is up", failed=True)
+                continue
+            by_executor.setdefault(executor, []).append(vm)
+        for executor, vms in by_executor.items():
+            hv = self.d.hypervisors[executor]
+            try:
+                states = hv.power_states()
+            except (RemoteError, XeCallError) as err:
+                states = {}
+                self.log.warning("cannot read the VM power states: %s", err)
+            to_start = []
+            for vm in vms:
+                power = states.get(vm["uuid"])
+                if states and power is None:
+                    self.report.vm(vm["name"], "no longer exists", None, "not in xe vm-list: reported, not started")
+                    self.log.warning("%s: no longer exists on the pool; not started", vm["name"])
+                elif power == "running":
+                    self.report.vm(vm["name"], "already running", 0.0, "xapi auto power-on or started by hand")
+                else:
+                    to_start.append(vm)
+            if not to_start:
+                continue
+            try:
+                batch = hv.launch([(vm["uuid"], xe.vm_start(vm["uuid"])) for vm in to_start])
+            except (RemoteError, HgsError) as err:
+                for vm in to_start:
+                    self.report.vm(vm["name"], "NOT STARTED", None, str(err), failed=True)
+                continue
+            names = {vm["uuid"]: vm["name"] for vm in to_start}
+            deadline = start + self.timings.vm_start_timeout_s
+            while batch.pending and clock.now() < deadline and not batch.lost:
+                for outcome in batch.poll():
+                    self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+                clock.sleep(TICK_S)
+            for outcome in batch.poll():
+                self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+            for vm_uuid in sorted(batch.pending):
+                why = "the connection dropped" if batch.lost else f"not running within {self.timings.vm_start_timeout_s:.0f} s"
+                self.report.vm(names[vm_uuid], "NOT CONFIRMED", clock.now() - start, why)
+            batch.close()
+
+    def _start_outcome(self, name, outcome, took):
+        if outcome.status == 0:
+            self.log.info("%s: started in %.1f s", name, took)
+            self.report.vm(name, "started", took)
+            return
+        error = outcome.error
+        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "running":
+            self.report.vm(name, "already running", took)
+        elif error.code in GONE:
+            self.log.warning("%s: no longer exists; not started", name)
+            self.report.vm(name, "no longer exists", took, "reported, not started")
+        else:
+            self.log.error("%s: vm-start failed: %s", name, error.summary)
+            self.report.vm(name, "FAILED TO START", took, error.summary, failed=True)
+
+    # -- 4. HA and verify -------------------------------------------------------------------
+
+    def enable_ha(self, snapshot, ready):
+        for pool_uuid, pool in snapshot["pools"].items():
+            if not pool.get("ha_was_enabled"):
+                continue
+            executor = self._executor(snapshot, pool_uuid, ready)
+            if executor is None or not pool.get("ha_srs"):
+                self.log.error("pool HA was on before the outage but cannot be turned back on (%s)",
+                               "no host up" if executor is None else "heartbeat SR unknown")
+                self.report.notes.append("HA NOT turned back on: do it by hand (xe pool-ha-enable)")
+                self.report.failed = True
+                continue
+            try:
+                self.d.hypervisors[executor].ha_enable(pool["ha_srs"])
+                self.log.info("pool HA turned back on")
+                self.report.fact("pool HA turned back on")
+            except (RemoteError, XeCallError) as err:
+                self.log.error("pool-ha-enable failed: %s", err)
+                self.report.notes.append(f"HA NOT turned back on: {err}")
+                self.report.failed = True
+
+    def verify(self, snapshot, ready):
+        """Waits until every snapshot VM that still exists runs; returns the missing names."""
+        deadline = self.d.clock.now() + self.timings.verify_timeout_s
+        while True:
+            missing = []
+            for pool_uuid in snapshot["pools"]:
+                executor = self._executor(snapshot, pool_uuid, ready)
+                try:
+                    states = self.d.hypervisors[executor].power_states() if executor else {}
+                except (RemoteError, XeCallError):
+                    states = {}
+                for vm_uuid, vm in snapshot["vms"].items():
+                    if vm["pool"] != pool_uuid:
+                        continue
+                    power = states.get(vm_uuid) if states else "unknown"
+                    if power is not None and power != "running":  # None: gone, reported when starting
+                        missing.append(vm["name"])
+            if not missing or self.d.clock.now() >= deadline:
+                return missing
+            self.d.clock.sleep(POWER_POLL_S)
+
+    def timeline(self, snapshot):
+        """Returns the steps this restore would take, as lines (what a dry run prints)."""
+        t = self.timings
+        lines = [f"  confirm the power is stable for {t.restore_confirm_s:g} s"
+                 + (f", and the battery at {self.d.settings.ups.restore_min_charge_pct:g} %"
+                    if self.d.settings.ups.restore_min_charge_pct else "")]
+        for index, stage in enumerate(self.host_stages(snapshot)):
+            for _, host in stage:
+                config = self._config(host)
+                where = f"{config.wol_broadcast}:{config.wol_port} for {config.mac}" if config else "not configured"
+                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where}), "
+                             f"resent every {t.wol_resend_interval_s:g} s; up within {t.host_boot_timeout_s:g} s, "
+                             f"xapi within {t.xapi_ready_timeout_s:g} s; host-enable if disabled")
+        orders = sorted({vm.get("order", 0) for vm in snapshot["vms"].values()})
+        for order in orders:
+            group = sorted((v for v in snapshot["vms"].values() if v.get("order", 0) == order), key=lambda v: v["name"])
+            delay = max((v.get("start_delay", 0) for v in group), default=0)
+            lines.append(f"  start order group {order}: {', '.join(v['name'] for v in group)}"
+                         + (f"; then wait {delay} s (start-delay)" if delay and order != orders[-1] else ""))
+        if any(p.get("ha_was_enabled") for p in snapshot["pools"].values()):
+            lines.append("  turn pool HA back on")
+        lines.append(f"  verify every VM runs within {t.verify_timeout_s:g} s; clear the state; mail the log")
+        return lines
+
+    # -- the whole flow -------------------------------------------------------------------
+
+    def run(self, confirm=True):
+        self.state = self.d.state_file.load()
+        snapshot = self.state.get("snapshot")
+        if self.state.get("phase") == statemod.IDLE or not snapshot:
+            self.log.info("nothing was shut down by hgs: nothing to restore")
+            self.report.finish("nothing to do")
+            return self.report
+        self.report.fact(f"snapshot of {snapshot.get('taken', '?')}: {len(snapshot['vms'])} VM(s), "
+                         f"{len(snapshot['hosts'])} host(s)")
+        self.plan_lines = self.timeline(snapshot)
+        if confirm and not self.confirm_power():
+            self.report.finish("stopped: power failed again")
+            return self.report
+        self.state["phase"] = statemod.RESTORING
+        self._save()
+        try:
+            ready = {}
+            for stage in self.host_stages(snapshot):
+                self._power_ok()
+                ready.update(self.wake_stage(stage))
+            self._power_ok()
+            self.start_vms(snapshot, ready)
+            self._power_ok()
+            self.enable_ha(snapshot, ready)
+        except PowerLost as why:
+            self.log.warning("the power failed again (%s): restore stopped between steps; the snapshot is kept "
+                             "for the outage flow", why)
+            self.state["phase"] = statemod.SITE_DOWN
+            self._save()
+            self.report.finish("stopped: power failed again", failed=False)
+            return self.report
+        missing = self.verify(snapshot, ready)
+        if missing:
+            self.log.error("not running after %.0f s: %s", self.timings.verify_timeout_s, ", ".join(missing))
+            self.report.notes.append("not running: " + ", ".join(missing))
+            self.report.failed = True
+        if self.report.failed:
+            self.state["phase"] = statemod.SITE_DOWN
+            self._save()
+            self.log.error("restore incomplete: the state is kept; the next event, self-test or boot tries again")
+            self.report.finish("incomplete (state kept for the next attempt)")
+            return self.report
+        self.state = statemod.empty()
+        self._save()
+        self.log.info("restore complete: every VM of the snapshot runs; state cleared")
+        self.report.finish("site restored")
+        return self.report
