@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from hgs import xe
 from hgs.errors import HgsError
-from hgs.remote import ConnectionLost, RemoteTimeout, command_line
+from hgs.remote import ConnectionLost, RemoteError, RemoteTimeout, command_line
 
 
 class XeCallError(HgsError):
@@ -203,18 +203,53 @@ class _DoneBatch:
         pass
 
 
-class DryRunHypervisor:
-    """Reads through ``real``; every change is logged as 'dry run: would ...' and succeeds."""
+class _HostOff(dict):
+    """Power states read from a host that is off: every VM not pretended otherwise is halted."""
 
-    def __init__(self, real, log):
+    def get(self, key, default=None):
+        return super().get(key, "halted")
+
+    def __bool__(self):
+        return True
+
+
+class DryRunHypervisor:
+    """Reads through ``real``; every change is logged as 'dry run: would ...' and succeeds.
+
+    It remembers the VM power states it pretended to change (``overlay``, shared by the
+    twins of one run) so later reads in the rehearsal agree with it, and a host that does not
+    answer now (it is off) is reported as one the real run would wait for.
+    """
+
+    def __init__(self, real, log, overlay=None):
         self.real = real
         self.log = log
+        self.overlay = {} if overlay is None else overlay
 
-    def __getattr__(self, name):  # reads and attributes go to the real hypervisor
+    def __getattr__(self, name):  # other reads and attributes go to the real hypervisor
         return getattr(self.real, name)
 
     def _would(self, argv):
         self.log.info("dry run: would run on %s: xe %s", self.real.host.name, " ".join(argv))
+
+    def _absent(self, err):
+        self.log.info("dry run: %s does not answer now (%s); the real run would wait for it", self.real.host.name, err)
+
+    def hosts(self):
+        try:
+            return self.real.hosts()
+        except RemoteError as err:
+            self._absent(err)
+            return []
+
+    def power_states(self):
+        try:
+            states = self.real.power_states()
+        except RemoteError as err:
+            self._absent(err)
+            states = _HostOff()  # a host that does not answer is off: its VMs are halted
+        states.update(self.overlay)
+        return states
 
     def ha_disable(self):
         self._would(xe.pool_ha_disable())
@@ -234,8 +269,10 @@ class DryRunHypervisor:
 
     def reset_powerstate(self, vm_uuid):
         self._would(xe.vm_reset_powerstate(vm_uuid))
+        self.overlay[vm_uuid] = "halted"
 
     def launch(self, commands):
-        for _, argv in commands:
+        for vm_uuid, argv in commands:
             self._would(argv)
+            self.overlay[vm_uuid] = "running" if argv[0] == "vm-start" else "halted"
         return _DoneBatch([u for u, _ in commands])

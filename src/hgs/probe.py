@@ -49,10 +49,15 @@ class Prober:
 
 
 class DryRunProber:
-    """A dry run treats every wait for a host, to go down or to come up, as done."""
+    """A dry run probes for real, and treats a wait as done: a host it pretended to wake
+    (``woken``, shared with the dry-run waker) is up, and a shut-down host is down."""
+
+    def __init__(self, woken, real=None):
+        self.woken = woken
+        self.real = real or Prober()
 
     def is_up(self, host):
-        return True
+        return host.name in self.woken or self.real.is_up(host)
 
     def is_down(self, host):
         return True

@@ -50,9 +50,12 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
     hypervisors = {h.name: Hypervisor(h, connections[h.name], timings.xe_timeout_s, log) for h in settings.hosts}
     state_file = StateFile(settings.paths.state_dir)
     if dry_run:
-        deps = Deps(settings, reader_for(settings.ups), {n: DryRunHypervisor(hv, log) for n, hv in hypervisors.items()},
-                    DryRunProber(), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
-                    DryRunWaker(log))
+        overlay = {}  # the VM power states the rehearsal pretended to change, shared by every host
+        woken = set()  # the hosts it pretended to wake
+        deps = Deps(settings, reader_for(settings.ups),
+                    {n: DryRunHypervisor(hv, log, overlay) for n, hv in hypervisors.items()},
+                    DryRunProber(woken), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
+                    DryRunWaker(log, woken))
         return deps, DryRunMailer(settings.mail, log), connections
     deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated,
                 Waker(log))

@@ -34,6 +34,11 @@ class Waker:
 
 
 class DryRunWaker(Waker):
+    def __init__(self, log, woken):
+        super().__init__(log)
+        self.woken = woken  # shared with the dry-run prober: a woken host counts as up
+
     def wake(self, host):
+        self.woken.add(host.name)
         self.log.info("dry run: would send Wake-on-LAN for %s (%s) to %s:%d", host.name, host.mac,
                       host.wol_broadcast, host.wol_port)

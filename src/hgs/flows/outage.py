@@ -179,6 +179,8 @@ class OutageFlow:
             snapshot = merge_snapshots(previous, snapshot)
             self.log.info("an earlier outage left a snapshot (%d VMs): kept, with what runs now added",
                           len(previous.get("vms", {})))
+        # everything of the snapshot is down again after this: a restore starts it all
+        state.pop("restore_pending", None)
         state.update(phase=statemod.SHUTTING_DOWN, snapshot=snapshot)
         self.save(state, "the snapshot")
         self.snapshot = snapshot
