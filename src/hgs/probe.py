@@ -13,7 +13,7 @@ def ping(address, timeout_s=1.0):
     """Returns True when one echo reply came back within ``timeout_s``."""
     binary = shutil.which("ping") or "/bin/ping"
     try:
-        result = subprocess.run([binary, "-c", "1", "-W", str(max(1, int(round(timeout_s)))), address],
+        result = subprocess.run([binary, "-c", "1", "-W", f"{max(0.2, timeout_s):g}", address],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s + 2)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -33,7 +33,7 @@ def ssh_banner(address, port, timeout_s=2.0):
 class Prober:
     """Answers ``is_up(host)`` by the checks the host's ``down_check`` names."""
 
-    def __init__(self, timeout_s=2.0):
+    def __init__(self, timeout_s=1.0):
         self.timeout_s = timeout_s
 
     def is_up(self, host):

@@ -10,6 +10,7 @@ writes a matching hgs configuration.
 
 import os
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ SSHD = "/usr/sbin/sshd"
 
 
 class _InProcessDoor:
+    address = "127.0.0.1"
+    down_check = "ssh"  # ping on loopback always answers
+
     def __init__(self, folder, bin_dir, client_public, port=0):
         import paramiko
 
@@ -49,16 +53,21 @@ class _InProcessDoor:
 class _OpenSshDoor:
     """A real sshd for one host, stopped and started by its PID as the host's power changes."""
 
-    def __init__(self, folder, bin_dir, client_public_line, port):
+    address = "127.0.0.1"
+    down_check = "ssh"
+    netns = None
+
+    def __init__(self, folder, bin_dir, client_public_line, port, address="127.0.0.1"):
         self.folder = Path(folder)
         self.port = port
+        self.address = address
         host_key = self.folder / "hostkey"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
         (self.folder / "authorized_keys").write_text(client_public_line + "\n")
         self.config = self.folder / "sshd_config"
         self.config.write_text(textwrap.dedent(f"""\
             Port {port}
-            ListenAddress 127.0.0.1
+            ListenAddress {address}
             HostKey {host_key}
             PidFile {self.folder}/sshd.pid
             AuthorizedKeysFile {self.folder}/authorized_keys
@@ -69,7 +78,8 @@ class _OpenSshDoor:
             LogLevel ERROR
             SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin
             """))
-        self.known_hosts_line = f"[127.0.0.1]:{port} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
+        name = address if port == 22 else f"[{address}]:{port}"
+        self.known_hosts_line = f"{name} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
         self.proc = None
         self.starts = 0
         os.makedirs("/run/sshd", exist_ok=True)
@@ -79,11 +89,12 @@ class _OpenSshDoor:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = open(self.folder / "sshd.log", "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log,
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen(prefix + [SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.starts += 1
-        _wait_port(self.port, 5)
+        _wait_port(self.port, 5, self.address)
 
     def down(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -102,17 +113,97 @@ class _OpenSshDoor:
         self.down()
 
 
-def _wait_port(port, timeout_s):
+def _ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+class _NamespaceDoor(_OpenSshDoor):
+    """A host in its own network namespace (needs root and iproute2): real ping, real sshd,
+    real Wake-on-LAN. Its address 10.254.N.2 exists only while it is powered; a second
+    address (10.254.N.3, its NIC's standby) keeps the link receiving broadcasts, where a
+    listener process in the namespace waits for the magic packet."""
+
+    down_check = "ping+ssh"
+    RANGE = "10.254.0.0/16"
+
+    def __init__(self, folder, bin_dir, client_public_line, index, site_path, wol_drop_first=0):
+        tag = f"{os.getpid() % 100000}{index}"
+        self.netns = f"hgs{tag}"
+        self.veth_host, self.veth_ns = f"hgh{tag}", f"hgn{tag}"
+        net = f"10.254.{index + 1}"
+        self.host_side, self.address, self.standby = f"{net}.1", f"{net}.2", f"{net}.3"
+        self.wol_broadcast, self.wol_port = f"{net}.255", 9
+        self.proc, self.listener = None, None
+        try:
+            self._create(folder, bin_dir, client_public_line, site_path, wol_drop_first)
+        except BaseException:
+            self.stop()  # leave no namespace, veth or process behind
+            raise
+
+    def _create(self, folder, bin_dir, client_public_line, site_path, wol_drop_first):
+        _ip("route", "replace", "blackhole", self.RANGE)  # a downed link must never leak to the default route
+        _ip("netns", "add", self.netns)
+        _ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)
+        _ip("link", "set", self.veth_ns, "netns", self.netns)
+        _ip("addr", "add", f"{self.host_side}/24", "brd", "+", "dev", self.veth_host)
+        _ip("link", "set", self.veth_host, "up")
+        _ip("-n", self.netns, "addr", "add", f"{self.standby}/24", "brd", "+", "dev", self.veth_ns)
+        _ip("-n", self.netns, "link", "set", self.veth_ns, "up")
+        _ip("-n", self.netns, "link", "set", "lo", "up")
+        self.powered = False
+        self.wol_log = Path(folder) / "wol.log"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        log = open(Path(folder) / "wol-listener.out", "ab")
+        self.listener = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-m", "hgs.sim.power", "--site", str(site_path),
+             "--listen", f"0.0.0.0:{self.wol_port}", "--log", str(self.wol_log), "--drop-first", str(wol_drop_first)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        super().__init__(folder, bin_dir, client_public_line, 22, address=self.address)
+
+    def up(self):
+        if not self.powered:
+            _ip("-n", self.netns, "addr", "add", f"{self.address}/24", "dev", self.veth_ns)
+            self.powered = True
+        super().up()
+
+    def down(self):
+        super().down()
+        if self.powered:
+            _ip("-n", self.netns, "addr", "del", f"{self.address}/24", "dev", self.veth_ns)
+            self.powered = False
+
+    def wol_packets(self):
+        """Returns [(kind, mac)] of the packets the listener in the namespace got."""
+        if not self.wol_log.exists():
+            return []
+        return [tuple(line.split()[1:3]) for line in self.wol_log.read_text().splitlines()]
+
+    def stop(self):
+        if self.proc is not None:
+            self.down()
+        if self.listener is not None and self.listener.poll() is None:
+            self.listener.terminate()
+            try:
+                self.listener.wait(5)
+            except subprocess.TimeoutExpired:
+                self.listener.kill()
+                self.listener.wait(5)
+        subprocess.run(["ip", "link", "del", self.veth_host], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+
+
+def _wait_port(port, timeout_s, address="127.0.0.1"):
     import socket
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((address, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+    raise RuntimeError(f"nothing listens on {address}:{port} after {timeout_s} s")
 
 
 def _free_port():
@@ -138,25 +229,37 @@ class SimSite:
         self.known_hosts = self.workdir / "known_hosts"
         self.doors = {}
         self.bin_dirs = {}
-        for name in self.hosts:
-            folder = self.workdir / "hosts" / name
-            bin_dir = folder / "bin"
-            bin_dir.mkdir(parents=True, exist_ok=True)
-            write_xe_wrapper(str(bin_dir), str(self.store.path), name)
-            self.bin_dirs[name] = bin_dir
-            if front_door == "openssh":
-                self.doors[name] = _OpenSshDoor(folder, bin_dir, public, _free_port())
-            else:
-                self.doors[name] = _InProcessDoor(folder, bin_dir, public)
+        try:
+            self._open_doors(public, wol_drop_first)
+        except BaseException:
+            for door in self.doors.values():  # leave no sshd, listener or namespace behind
+                door.stop()
+            raise
         self.known_hosts.write_text("".join(d.known_hosts_line + "\n" for d in self.doors.values()))
         self.known_hosts.chmod(0o600)
         self.wol = WolListener(self.store, "127.0.0.1", 0, drop_first=wol_drop_first)
         self.power_log = []
         self.watcher = PowerWatcher(self.store, self._power_changed)
 
+    def _open_doors(self, public, wol_drop_first):
+        front_door = self.front_door
+        for name in self.hosts:
+            folder = self.workdir / "hosts" / name
+            bin_dir = folder / "bin"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            write_xe_wrapper(str(bin_dir), str(self.store.path), name)
+            self.bin_dirs[name] = bin_dir
+            if front_door == "netns":
+                self.doors[name] = _NamespaceDoor(folder, bin_dir, public, len(self.doors), self.store.path,
+                                                  wol_drop_first)
+            elif front_door == "openssh":
+                self.doors[name] = _OpenSshDoor(folder, bin_dir, public, _free_port())
+            else:
+                self.doors[name] = _InProcessDoor(folder, bin_dir, public)
+
     def _client_key(self):
         """Makes hgs's SSH key; returns the public key (a paramiko key, or an OpenSSH line)."""
-        if self.front_door == "openssh":
+        if self.front_door in ("openssh", "netns"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key_file)], check=True)
             return self.key_file.with_suffix(".pub").read_text().strip()
         import paramiko
@@ -176,15 +279,18 @@ class SimSite:
         else:
             door.down()
 
-    def hosts_block(self, down_check="ssh"):
+    def hosts_block(self):
         """Returns the HOSTS list (Python source) for an hgs config pointing at this site."""
         entries = []
         for name, host in self.hosts.items():
+            door = self.doors[name]
+            broadcast = getattr(door, "wol_broadcast", "127.0.0.1")
+            wol_port = getattr(door, "wol_port", self.wol.port)
             entries.append(
-                f"    {{'name': {name!r}, 'address': '127.0.0.1', 'ssh_port': {self.doors[name].port}, "
+                f"    {{'name': {name!r}, 'address': {door.address!r}, 'ssh_port': {door.port}, "
                 f"'ssh_key_file': {str(self.key_file)!r}, 'known_hosts_file': {str(self.known_hosts)!r}, "
-                f"'mac': {host['mac']!r}, 'wol_broadcast': '127.0.0.1', 'wol_port': {self.wol.port}, "
-                f"'down_check': {down_check!r}, 'xe_path': {str(self.bin_dirs[name] / 'xe')!r}}},")
+                f"'mac': {host['mac']!r}, 'wol_broadcast': {broadcast!r}, 'wol_port': {wol_port}, "
+                f"'down_check': {door.down_check!r}, 'xe_path': {str(self.bin_dirs[name] / 'xe')!r}}},")
         return "[\n" + "\n".join(entries) + "\n]"
 
     def config_text(self, ups, timings=None, extra=""):
@@ -204,3 +310,5 @@ class SimSite:
         self.wol.stop()
         for door in self.doors.values():
             door.stop()
+        if any(isinstance(d, _NamespaceDoor) for d in self.doors.values()):
+            subprocess.run(["ip", "route", "del", "blackhole", _NamespaceDoor.RANGE], capture_output=True)

@@ -99,3 +99,35 @@ class PowerWatcher:
     def stop(self):
         self._stop.set()
         self.thread.join(2)
+
+
+def main(argv=None):
+    """``python -m hgs.sim.power --site SITE.json --listen ADDR:PORT [--log FILE] [--drop-first N]``:
+    a WOL listener as its own process (run it inside a test network namespace)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m hgs.sim.power", description=main.__doc__)
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--listen", default="0.0.0.0:9")
+    parser.add_argument("--log", help="append one line per packet received (and whether it counted)")
+    parser.add_argument("--drop-first", type=int, default=0)
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    listener = WolListener(sitemod.SiteStore(args.site), host, int(port), drop_first=args.drop_first)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    seen = 0
+    while not done.wait(0.05):
+        packets = [("dropped", t, m) for t, m in listener.dropped] + [("woke", t, m) for t, m in listener.received]
+        if args.log and len(packets) > seen:
+            with open(args.log, "a") as handle:
+                for kind, t, mac in sorted(packets, key=lambda p: p[1])[seen:]:
+                    handle.write(f"{t:.3f} {kind} {mac}\n")
+            seen = len(packets)
+    listener.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
