@@ -28,7 +28,9 @@ def build_message(mail_settings, subject, body):
     message["Date"] = email.utils.formatdate(localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain=_domain())
     message["X-Mailer"] = "hgs"
-    message.set_content(body)
+    # 8bit keeps the log readable in any mailbox; only very long lines need quoted-printable
+    long_lines = any(len(line) > 900 for line in body.splitlines())
+    message.set_content(body, cte="quoted-printable" if long_lines else "8bit")
     return message
 
 
