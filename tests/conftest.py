@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -41,24 +42,39 @@ def sim_ups():
 
 
 class RealApcupsd:
-    """A real apcupsd in net mode, fed by a SimUps NIS master; read through its own NIS port."""
+    """A real apcupsd in net mode, fed by a SimUps NIS master; read through its own NIS port.
 
-    def __init__(self, folder, processes):
+    ``stock_apccontrol`` runs Debian's own apccontrol (which runs SCRIPTDIR/EVENT scripts),
+    with every line that could halt this machine or kill the UPS replaced by a harmless one.
+    """
+
+    def __init__(self, folder, processes, master_port=None, stock_apccontrol=False):
         self.folder = folder
         self.ups = SimUps(name="labups")
-        self.master = NisServer(self.ups)
+        self.master = NisServer(self.ups) if master_port is None else None
+        master_port = master_port or self.master.port
         self.nis_port = free_port()
         for sub in ("scripts", "pwrfail", "nologin"):
             (folder / sub).mkdir()
         self.events = folder / "events.log"
-        # An apccontrol of our own that only records events: nothing may halt this machine.
-        write(folder / "scripts" / "apccontrol", f'#!/bin/sh\necho "$1" >> {self.events}\n', 0o755)
+        self.scripts = folder / "scripts"
+        if stock_apccontrol:
+            text = open("/etc/apcupsd/apccontrol").read()
+            for name, value in (("SCRIPTDIR", str(self.scripts)), ("SHUTDOWN", "/bin/true"), ("WALL", "cat"),
+                                ("APCUPSD", "/bin/true"), ("APCPID", str(folder / "apcupsd.pid"))):
+                text = re.sub(rf"^{name}=.*$", f"{name}={value}", text, count=1, flags=re.M)
+            assert "SHUTDOWN=/bin/true" in text and "APCUPSD=/bin/true" in text
+            text = text.replace('case "$1" in', f'echo "$1" >> {self.events}\ncase "$1" in', 1)
+            write(self.scripts / "apccontrol", text, 0o755)
+        else:
+            # An apccontrol of our own that only records events: nothing may halt this machine.
+            write(self.scripts / "apccontrol", f'#!/bin/sh\necho "$1" >> {self.events}\n', 0o755)
         conf = write(folder / "apcupsd.conf", textwrap.dedent(f"""\
             ## apcupsd.conf v1.1 ##
             UPSNAME labups
             UPSCABLE ether
             UPSTYPE net
-            DEVICE 127.0.0.1:{self.master.port}
+            DEVICE 127.0.0.1:{master_port}
             POLLTIME 1
             LOCKFILE {folder}/lock
             SCRIPTDIR {folder}/scripts
@@ -80,7 +96,8 @@ class RealApcupsd:
         wait_for(lambda: port_open(self.nis_port), 10, "apcupsd's NIS port")
 
     def stop(self):
-        self.master.stop()
+        if self.master is not None:
+            self.master.stop()
 
 
 @pytest.fixture
@@ -154,8 +171,12 @@ def postfix(tmp_path_factory):
         log = tmp_path_factory.mktemp("postfix") / "postfix.out"
         proc = subprocess.Popen([postfix_bin, "start-fg"], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: subprocess.run([postfix_bin, "status"], capture_output=True).returncode == 0, 20,
-                 "postfix to start")
+        def started():
+            if proc.poll() is not None:
+                pytest.fail(f"postfix start-fg exited with {proc.returncode}: {log.read_text()[-1000:]}")
+            return subprocess.run([postfix_bin, "status"], capture_output=True).returncode == 0
+
+        wait_for(started, 20, "postfix to start")
     yield Mailbox(Path("/var/mail/root"))
     if proc is not None:
         master_pid = int(pid_file.read_text().split()[0])

@@ -138,16 +138,17 @@ class SiteLab:
         self.ups.set_state(ups_state)
         self.nis = NisServer(self.ups)
         self.config = workdir / "config.py"
+        self.timings, self.extra = timings, extra
         self.write_config(timings, extra)
 
-    def write_config(self, timings=None, extra="", ups_extra=""):
+    def write_config(self, timings=None, extra="", ups_extra="", ups=None):
         base = {"confirm_outage_s": 0.5, "vm_shutdown_timeout_s": 5, "vm_force_timeout_s": 3,
                 "host_shutdown_timeout_s": 8, "host_down_confirm_s": 0.3, "xe_timeout_s": 10,
                 "restore_confirm_s": 0.5, "host_boot_timeout_s": 20, "wol_resend_interval_s": 2,
                 "xapi_ready_timeout_s": 20, "vm_start_timeout_s": 10, "verify_timeout_s": 10}
         base.update(timings or {})
-        ups = (f"{{'daemon': 'apcupsd', 'address': '127.0.0.1:{self.nis.port}', 'poll_interval_s': 0.1, "
-               f"'timeout_s': 2{ups_extra}}}")
+        ups = ups or f"'daemon': 'apcupsd', 'address': '127.0.0.1:{self.nis.port}'"
+        ups = f"{{{ups}, 'poll_interval_s': 0.1, 'timeout_s': 2{ups_extra}}}"
         write(self.config, self.site.config_text(ups, base, extra=extra), 0o600)
 
     def hgs(self, *args, timeout=120):

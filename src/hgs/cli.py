@@ -21,6 +21,7 @@ COMMANDS = {
     "onbattery": ("onbattery", "The power failed: confirm the outage, then shut the VMs and hosts down cleanly."),
     "offbattery": ("offbattery", "The power is back: once stable, wake the hosts and start exactly the VMs that ran."),
     "doshutdown": ("doshutdown", "This box is about to halt: force every VM and host down now, within a bound."),
+    "install": ("install", "Put the hooks for apcupsd, NUT or cron in place (backing up what was there); --uninstall."),
     "demo": ("demo", "Run a whole outage and restore against a built-in simulated XenServer pool and UPS."),
     "check-config": ("check_config", "Validate the configuration and print the resolved settings, secrets masked."),
     "status": ("status", "Show what the UPS daemon reports now: state, battery charge and runtime."),

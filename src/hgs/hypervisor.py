@@ -225,6 +225,7 @@ class DryRunHypervisor:
         self.real = real
         self.log = log
         self.overlay = {} if overlay is None else overlay
+        self.absent = None  # why the host did not answer, once it did not: not asked again
 
     def __getattr__(self, name):  # other reads and attributes go to the real hypervisor
         return getattr(self.real, name)
@@ -233,9 +234,12 @@ class DryRunHypervisor:
         self.log.info("dry run: would run on %s: xe %s", self.real.host.name, " ".join(argv))
 
     def _absent(self, err):
+        self.absent = err
         self.log.info("dry run: %s does not answer now (%s); the real run would wait for it", self.real.host.name, err)
 
     def hosts(self):
+        if self.absent is not None:
+            return []
         try:
             return self.real.hosts()
         except RemoteError as err:
@@ -244,9 +248,12 @@ class DryRunHypervisor:
 
     def power_states(self):
         try:
+            if self.absent is not None:
+                raise self.absent
             states = self.real.power_states()
         except RemoteError as err:
-            self._absent(err)
+            if self.absent is None:
+                self._absent(err)
             states = _HostOff()  # a host that does not answer is off: its VMs are halted
         states.update(self.overlay)
         return states

@@ -45,6 +45,11 @@ class DryRunStateFile:
 
 def build(settings, log, dry_run=False, escalated=lambda: False):
     """Returns (Deps, Mailer, connections) for a flow."""
+    from hgs import events
+
+    def last_event(kind, since):
+        return events.last(settings.paths.lock_dir, kind, since)
+
     timings = settings.timings
     connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log) for h in settings.hosts}
     hypervisors = {h.name: Hypervisor(h, connections[h.name], timings.xe_timeout_s, log) for h in settings.hosts}
@@ -55,8 +60,8 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
         deps = Deps(settings, reader_for(settings.ups),
                     {n: DryRunHypervisor(hv, log, overlay) for n, hv in hypervisors.items()},
                     DryRunProber(woken), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
-                    DryRunWaker(log, woken))
+                    DryRunWaker(log, woken), last_event)
         return deps, DryRunMailer(settings.mail, log), connections
     deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated,
-                Waker(log))
+                Waker(log), last_event)
     return deps, Mailer(settings.mail, log), connections

@@ -16,6 +16,13 @@ def add_flow_arguments(parser):
                              "runs detached, logging to the log file)")
 
 
+def record_event(settings, event):
+    """Notes a hook's event for the flows (see hgs.events); never fails the hook."""
+    from hgs import events
+
+    events.record(settings.paths.lock_dir, event)
+
+
 def detach(ctx, command):
     """Starts ``hgs COMMAND --foreground`` in its own session and returns its PID."""
     argv = [sys.executable, "-m", "hgs", "--config", os.path.abspath(ctx.config_path), command, "--foreground"]

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from hgs.commands._flow import add_flow_arguments, mail_report
+from hgs.commands._flow import add_flow_arguments, record_event, mail_report
 
 
 def add_arguments(parser):
@@ -18,6 +18,8 @@ def run(ctx):
 
     start = time.monotonic()
     settings = ctx.settings
+    if not ctx.args.dry_run:
+        record_event(settings, "doshutdown")
     bound_s = settings.timings.doshutdown_bound_s
     if ctx.args.dry_run:
         ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read: show every 'would' line

@@ -1,6 +1,6 @@
 """hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
 
-from hgs.commands._flow import add_flow_arguments, detach, mail_report
+from hgs.commands._flow import add_flow_arguments, detach, mail_report, record_event
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
 
@@ -18,6 +18,7 @@ def run(ctx):
     settings = ctx.settings
     args = ctx.args
     if not args.foreground and not args.dry_run:
+        record_event(settings, "onbattery")  # first: a running flow hears of it at its next look
         pid = detach(ctx, "onbattery")
         ctx.out(f"hgs onbattery: outage flow started in the background (pid {pid}); see {settings.paths.log_file}")
         return 0

@@ -35,6 +35,7 @@ class Deps:
     log: object
     escalated: object = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
     waker: object = None
+    last_event: object = lambda kind, since: None  # (event, wall time) -> wall time a hook last got it, or None
 
 
 @dataclass
@@ -84,26 +85,38 @@ class OutageFlow:
     # -- 1. confirm ---------------------------------------------------------------------
 
     def confirm(self):
-        """Polls the UPS for the confirmation window; returns True when the outage is real."""
+        """Returns True once the power has been off for the whole confirmation window.
+
+        The window follows the current continuous outage: the power back (a UPS reading on
+        line, or an offbattery event the hooks recorded, however short) stops the flow, unless
+        it failed again after that, in which case the window starts over.
+        """
         window = self.timings.confirm_outage_s
-        start = self.d.clock.now()
+        clock = self.d.clock
+        began = outage_since = clock.wall()
         seen_battery, last = False, None
         self.log.info("confirming the outage: polling the UPS for %.0f s", window)
         while True:
             try:
-                status = self.d.read_ups()
-                last = status
+                status = last = self.d.read_ups()
             except UpsError as err:
                 status = None
                 self.log.warning("UPS not readable during confirmation: %s", err)
-            if status is not None:
-                if status.on_mains:
-                    waited = self.d.clock.now() - start
+            now = clock.wall()
+            back_at = now if status is not None and status.on_mains else None
+            event_back = self.d.last_event("offbattery", outage_since)
+            back_at = max(t for t in (back_at, event_back) if t is not None) if (back_at or event_back) else None
+            if back_at is not None:
+                failed_again = self.d.last_event("onbattery", back_at)
+                if failed_again is None or (status is not None and status.on_mains):
+                    waited = now - began
                     self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
                     self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
                     return False
-                if status.on_battery:
-                    seen_battery = True
+                self.log.info("the power came back and failed again: the %.0f s confirmation starts over", window)
+                outage_since = failed_again
+            if status is not None and status.on_battery:
+                seen_battery = True
                 if status.state in (UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN):
                     self.log.warning("UPS reports %s: no time to wait, shutting down now", status.state.value)
                     break
@@ -111,18 +124,18 @@ class OutageFlow:
                 self.log.warning("this box is shutting down: confirmation cut short")
                 seen_battery = True
                 break
-            elapsed = self.d.clock.now() - start
-            if elapsed >= window:
+            if now - outage_since >= window:
                 break
-            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, window - elapsed))
+            clock.sleep(min(self.d.settings.ups.poll_interval_s, window - (now - outage_since)))
         if not seen_battery:
             self.log.warning("the UPS never reported running on battery during the confirmation window: "
                              "lost contact is not a confirmed outage; nothing was touched")
             self.report.fact("outage not confirmed: the UPS never reported on battery; nothing was touched")
             return False
+        took = clock.wall() - began
         text = "" if last is None else f" ({last.state.value}, {_battery(last)})"
-        self.log.info("outage confirmed after %.1f s%s", self.d.clock.now() - start, text)
-        self.report.fact(f"outage confirmed after {self.d.clock.now() - start:.1f} s{text}")
+        self.log.info("outage confirmed after %.1f s%s", took, text)
+        self.report.fact(f"outage confirmed after {took:.1f} s{text}")
         return True
 
     # -- 2. discover and snapshot ----------------------------------------------------------

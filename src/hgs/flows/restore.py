@@ -31,7 +31,9 @@ class RestoreFlow:
     # -- helpers ----------------------------------------------------------------------------
 
     def _power_ok(self):
-        """Raises PowerLost when the UPS says the load runs on battery again."""
+        """Raises PowerLost when the UPS says the load runs on battery again, or a hook heard so."""
+        if self.d.last_event("onbattery", self.began) is not None:
+            raise PowerLost("an onbattery event arrived")
         try:
             status = self.d.read_ups()
         except UpsError as err:
@@ -54,6 +56,10 @@ class RestoreFlow:
         self.log.info("confirming the power is back for good: %.0f s", window)
         start = self.d.clock.now()
         while True:
+            if self.d.last_event("onbattery", self.began) is not None:
+                self.log.info("an onbattery event arrived during the restore confirmation: restore stopped")
+                self.report.fact("power failed again before the restore: nothing started")
+                return False
             try:
                 status = self.d.read_ups()
                 if status.on_battery:
@@ -350,6 +356,7 @@ class RestoreFlow:
     # -- the whole flow -------------------------------------------------------------------
 
     def run(self, confirm=True):
+        self.began = self.d.clock.wall()
         self.state = self.d.state_file.load()
         snapshot = self.state.get("snapshot")
         if self.state.get("phase") == statemod.IDLE or not snapshot:
