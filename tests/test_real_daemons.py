@@ -38,10 +38,10 @@ def test_hgs_status_reads_real_apcupsd(real_apcupsd, make_config):
     lab.ups.set_state("onbatt")
     wait_for(lambda: _apc_state(lab) is UpsState.ON_BATTERY, 15, "apcupsd to report on battery")
     config = make_config(ups=f"'daemon': 'apcupsd', 'address': '127.0.0.1:{lab.nis_port}'")
-    human = run_hgs("status", "--config", str(config))
+    human = run_hgs("status", "--ups-only", "--config", str(config))
     assert human.returncode == 0, human.stderr
     assert "on battery" in human.stdout and "battery charge:" in human.stdout
-    result = run_hgs("status", "--json", "--config", str(config))
+    result = run_hgs("status", "--ups-only", "--json", "--config", str(config))
     report = json.loads(result.stdout)["ups"]
     assert report["state"] == "on_battery" and report["error"] is None
     assert 90 <= report["charge_pct"] <= 100 and report["runtime_s"] > 1500
@@ -81,5 +81,5 @@ def test_hgs_status_names_an_unknown_nut_ups(real_nut, make_config):
     assert result.returncode == 1
     assert "upsd does not know this UPS name" in result.stdout
     config = make_config(ups=f"'daemon': 'nut', 'address': 'dummy@127.0.0.1:{real_nut.port}'", name="ok.py")
-    result = run_hgs("status", "--json", "--config", str(config))
+    result = run_hgs("status", "--ups-only", "--json", "--config", str(config))
     assert result.returncode == 0 and json.loads(result.stdout)["ups"]["state"] == "on_line"

@@ -21,6 +21,10 @@ class XeCallError(HgsError):
         super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}")
 
 
+class XeMissing(HgsError):
+    """xe is not at the configured path on the host (or cannot be run)."""
+
+
 @dataclass(frozen=True)
 class VmInfo:
     uuid: str
@@ -107,6 +111,10 @@ class Hypervisor:
         self.calls += 1
         self.log.debug("%s: xe %s", self.host.name, " ".join(argv))
         result = self.connection.run(command_line((self.host.xe_path,) + tuple(argv)), timeout_s or self.xe_timeout_s)
+        if result.status in (126, 127):
+            raise XeMissing(f"{self.host.name}: {self.host.xe_path} cannot be run on the host (exit {result.status}: "
+                            f"{result.stderr.strip()[:120]}); is this a XenServer/XCP-ng host? "
+                            "Set HOSTS[...]['xe_path'] if xe lives elsewhere")
         if not result.ok:
             raise XeCallError(self.host.name, argv, xe.classify(result.stderr or result.stdout))
         return result.stdout

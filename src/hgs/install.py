@@ -173,7 +173,7 @@ def nut(nut_dir, hgs_path, config_path, write=False, uninstall=False, **options)
 
 
 def cron(cron_file, hgs_path, config_path, uninstall=False):
-    """Writes the cron.d file: the boot-time resume (and the daily self-test once it exists)."""
+    """Writes the cron.d file: the daily self-test and the boot-time resume."""
     actions = []
     if uninstall:
         current = _read(cron_file)
@@ -188,6 +188,8 @@ def cron(cron_file, hgs_path, config_path, uninstall=False):
         CRON_MARK + f" ({hooks.MARKER})",
         "SHELL=/bin/sh",
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "# Every day: check the whole chain without changing anything; mail on failure.",
+        f"17 6 * * * root {hgs_path} --config {config_path} selftest --mail failure",
         "# After this box boots: if hgs left the site down and the mains are back, restore it",
         "# (with nothing shut down by hgs this does nothing).",
         f"@reboot root sleep 60 && {hgs_path} --config {config_path} offbattery",

@@ -102,10 +102,29 @@ class RunLog:
             handler.close()
 
 
+ROTATE_BYTES = 5 * 1024 * 1024
+ROTATE_KEEP = 5
+
+
+def rotate(path, max_bytes=ROTATE_BYTES, keep=ROTATE_KEEP):
+    """Renames hgs.log to hgs.log.1 (and .1 to .2, ...) once it is larger than ``max_bytes``."""
+    try:
+        if os.path.getsize(path) <= max_bytes:
+            return False
+        for index in range(keep - 1, 0, -1):
+            if os.path.exists(f"{path}.{index}"):
+                os.replace(f"{path}.{index}", f"{path}.{index + 1}")
+        os.replace(path, f"{path}.1")
+        return True
+    except OSError:
+        return False
+
+
 def _open_log_file(path):
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, mode=0o700, exist_ok=True)
+    rotate(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.close(fd)
     return logging.FileHandler(path, encoding="utf-8")

@@ -32,9 +32,14 @@ def detach(ctx, command):
 
 
 def mail_report(ctx, report, mailer, run_log):
-    """Mails the summary then the full log, when MAIL['when'] asks; a mail failure is logged only."""
-    from hgs import mail
+    """Records the run in the history, then mails the summary and the full log when MAIL['when']
+    asks; a mail failure is logged only. A dry run leaves no history."""
+    import time
 
+    from hgs import history, mail
+
+    if "dry run" not in report.kind:
+        history.record(ctx.settings.paths.state_dir, report, ctx.args.command, time.time())
     run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,
                        " (FAILED)" if report.failed else "")
     settings = ctx.settings.mail

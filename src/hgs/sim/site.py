@@ -127,6 +127,7 @@ class SiteStore:
         self.path = str(path)
         self.lock_path = self.path + ".lock"
         self.calls_path = self.path + ".calls"
+        self.markers = self.path + ".vm"  # one small file per VM holding its power state
 
     @classmethod
     def create(cls, path, scenario, epoch=None):
@@ -152,11 +153,32 @@ class SiteStore:
             try:
                 with open(self.path) as handle:
                     state = json.load(handle)
+                before = {u: v["power_state"] for u, v in state["vms"].items()}
                 advance(state)
                 yield state
                 self._write(state)
+                self._mark({u: v["power_state"] for u, v in state["vms"].items() if before.get(u) != v["power_state"]})
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _mark(self, changed):
+        """Writes the power state of each changed VM to its marker (cheap to poll, no lock)."""
+        if not changed:
+            return
+        os.makedirs(self.markers, exist_ok=True)
+        for vm_uuid, power in changed.items():
+            tmp = os.path.join(self.markers, f".{vm_uuid}.{os.getpid()}")
+            with open(tmp, "w") as handle:
+                handle.write(power)
+            os.replace(tmp, os.path.join(self.markers, vm_uuid))
+
+    def power_mark(self, vm_uuid):
+        """Returns the VM's power state as last changed, from its marker (None if never changed)."""
+        try:
+            with open(os.path.join(self.markers, vm_uuid)) as handle:
+                return handle.read()
+        except OSError:
+            return None
 
     def read(self):
         """Returns a copy of the state as of now (advancing it, so host power is current)."""

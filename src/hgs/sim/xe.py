@@ -392,7 +392,7 @@ class Xe:
                     until, outcome = now + vm["shutdown_s"], None
                 vm.update(busy="clean_shutdown", busy_until=until)
             wait_s = sitemod.real_seconds(state, until - now)
-        self._wait(vm_uuid, wait_s, lambda v: v["power_state"] == "halted")
+        self._wait(vm_uuid, wait_s, "halted")
         with self.store.transaction() as state:
             vm = state["vms"][vm_uuid]
             if vm["power_state"] == "halted":  # forced, reset or powered off meanwhile
@@ -414,7 +414,7 @@ class Xe:
             until = now + vm["start_s"]
             vm.update(busy="start", busy_until=until)
             wait_s = sitemod.real_seconds(state, until - now)
-        self._wait(vm_uuid, wait_s, lambda v: v["power_state"] == "running")
+        self._wait(vm_uuid, wait_s, "running")
         with self.store.transaction() as state:
             vm = state["vms"][vm_uuid]
             vm.update(busy=None, busy_until=None)
@@ -439,10 +439,11 @@ class Xe:
         preferred = next((h for h in enabled if h["uuid"] == vm.get("affinity")), enabled[0])
         return preferred["uuid"]
 
-    def _wait(self, vm_uuid, wait_s, done):
-        """Sleeps ``wait_s`` real seconds, returning early once ``done(vm)`` holds (cheap polls)."""
+    def _wait(self, vm_uuid, wait_s, wanted):
+        """Sleeps ``wait_s`` real seconds, returning early once the VM's power state becomes
+        ``wanted`` by other means (a force, a reset, a power cut): polled from its marker file,
+        without the site lock, so hundreds of waiting calls cost little."""
         deadline = time.monotonic() + wait_s
-        next_look = time.monotonic() + 0.25
         parent = os.getppid()
         while True:
             left = deadline - time.monotonic()
@@ -451,11 +452,8 @@ class Xe:
             if self.cancelled() or os.getppid() != parent:
                 raise _Cancelled()
             time.sleep(min(self.poll_s, left))
-            if time.monotonic() >= next_look:
-                next_look = time.monotonic() + 0.25
-                with self.store.transaction() as state:
-                    if done(state["vms"][vm_uuid]):
-                        return
+            if self.store.power_mark(vm_uuid) == wanted:
+                return
 
 
 class _Cancelled(Exception):

@@ -1,0 +1,178 @@
+"""hgs selftest: a read-only check of the whole chain, for cron. Exit 0 when all is well.
+
+Config, UPS daemon, each host (pinned key, SSH, xe, pool master and HA, VMs, guests without
+tools, MAC), sendmail, the plan's worst case against the UPS runtime, the state file and the
+last run. Every failed check says what is wrong and what to do. Nothing is changed, except
+that a site left down by hgs with the mains present gets its restore started.
+"""
+
+import os
+import time
+
+from hgs.commands._flow import detach
+
+
+def add_arguments(parser):
+    parser.add_argument("--mail", choices=("always", "failure", "never"), default="failure",
+                        help="when to mail the result (default: on failure)")
+
+
+class Checks:
+    def __init__(self, log):
+        self.log = log
+        self.items = []
+
+    def ok(self, name, text):
+        self.items.append(("ok", name, text))
+        self.log.info("ok    %s: %s", name, text)
+
+    def warn(self, name, text):
+        self.items.append(("warn", name, text))
+        self.log.warning("warn  %s: %s", name, text)
+
+    def fail(self, name, text):
+        self.items.append(("FAIL", name, text))
+        self.log.error("FAIL  %s: %s", name, text)
+
+    @property
+    def failed(self):
+        return any(kind == "FAIL" for kind, _, _ in self.items)
+
+    def lines(self):
+        return [f"{kind:<4}  {name}: {text}" for kind, name, text in self.items]
+
+
+def check_ups(settings, checks):
+    from hgs.commands.status import ups_report
+    from hgs.ups import UpsState
+
+    report, status = ups_report(settings)
+    if status is None:
+        checks.fail("UPS", f"{report['error']} (start the UPS daemon, or fix UPS['address'])")
+    elif status.state in (UpsState.UNKNOWN, UpsState.COMM_LOST):
+        checks.fail("UPS", f"{settings.ups.daemon} answers but reports '{status.state.value}' ({status.raw or 'no status'}): "
+                    "check the cable/driver between the daemon and the UPS")
+    elif status.charge_pct is None or status.runtime_s is None:
+        checks.fail("UPS", f"{status.state.value}, but no battery charge or runtime: hgs cannot budget an outage")
+    else:
+        checks.ok("UPS", f"{status.state.value}, {status.charge_pct:g} % charge, {status.runtime_s} s runtime "
+                  f"({settings.ups.daemon} at {settings.ups.address})")
+    return status
+
+
+def check_hosts(settings, checks, log):
+    from hgs.inspect import inspect_site
+
+    hints = {"host key": "never pin a key you have not compared with the host's console",
+             "ssh": "check the host is up, the address/port, and that hgs's public key is in its authorized_keys",
+             "xe missing": "is this a XenServer/XCP-ng host? set HOSTS[...]['xe_path']",
+             "xe": "xapi is not answering: check the toolstack on the host (xe-toolstack-restart)",
+             "timeout": "the host did not answer in time: check the network and the host"}
+    results = inspect_site(settings.hosts, log, settings.timings.ssh_connect_timeout_s, settings.timings.xe_timeout_s,
+                           settings.timings.ssh_connect_timeout_s + 3 * settings.timings.xe_timeout_s + 5)
+    for host, result in zip(settings.hosts, results):
+        name = f"host {host.name}"
+        if not result["reachable"] or result["error"]:
+            checks.fail(name, f"{result['error']}; {hints.get(result['error_kind'], '').format(name=host.name)}")
+        else:
+            role = "pool master" if result.get("master") else "pool member"
+            checks.ok(name, f"SSH with the pinned key, xe answers; {role}, "
+                      f"{'enabled' if result.get('enabled') else 'disabled'}, HA {'on' if result['ha_enabled'] else 'off'}; "
+                      f"{result['vms_running']} VMs running on it, {result['vms_halted']} halted in the pool")
+            if result["no_tools"]:
+                checks.warn(name, f"guests without tools will be forced, not shut down cleanly: {', '.join(result['no_tools'])}")
+        if not host.mac:
+            checks.fail(f"{name} MAC", "no MAC configured: hgs cannot wake it after an outage; set HOSTS[...]['mac']")
+        else:
+            checks.ok(f"{name} MAC", f"{host.mac}, Wake-on-LAN to {host.wol_broadcast}:{host.wol_port}")
+    return results
+
+
+def check_sendmail(settings, checks):
+    path = settings.mail.sendmail_path
+    if settings.mail.when == "never":
+        checks.ok("mail", "MAIL['when'] is 'never': no mail is sent")
+    elif not os.path.isfile(path) or not os.access(path, os.X_OK):
+        checks.fail("mail", f"no sendmail at {path}: install an MTA (apt install postfix) or set MAIL['sendmail_path']")
+    else:
+        checks.ok("mail", f"{path} present; mail goes to {', '.join(settings.mail.to)}")
+
+
+def check_plan(settings, checks, status, results):
+    from hgs.flows import plan
+
+    running = [vm for r in results if r.get("running") for vm in r["running"]]
+    unique = {vm["uuid"]: vm for vm in running}
+    groups = plan.build_groups(list(unique.values()), settings.vms)
+    masters = sum(1 for r in results if r.get("master"))
+    members = sum(1 for r in results if r.get("master") is False)
+    stages = (1 if members else 0) + (1 if masters or not results else 0)
+    runtime = status.runtime_s if status else None
+    b = plan.budget(settings.timings, len(groups), stages, None, settings.ups.runtime_reserve_s)
+    if runtime is None:
+        checks.warn("plan", f"worst case {b.worst_case_s:.0f} s; the UPS runtime is unknown")
+    elif runtime - settings.ups.runtime_reserve_s < b.worst_case_s:
+        checks.fail("plan", f"the worst case ({b.worst_case_s:.0f} s for {len(unique)} VMs in {len(groups)} group(s)) "
+                    f"is longer than the UPS runtime {runtime} s minus the {settings.ups.runtime_reserve_s:.0f} s "
+                    "reserve: deadlines would be shortened and more VMs forced; shorten TIMINGS or add battery")
+    else:
+        checks.ok("plan", f"worst case {b.worst_case_s:.0f} s for {len(unique)} VMs in {len(groups)} group(s); "
+                  f"the UPS runtime {runtime} s covers it with the {settings.ups.runtime_reserve_s:.0f} s reserve")
+
+
+def check_state(ctx, settings, checks, status):
+    from hgs import history
+    from hgs.errors import HgsError
+    from hgs.state import IDLE, StateFile
+
+    try:
+        state = StateFile(settings.paths.state_dir).load()
+    except HgsError as err:
+        checks.fail("state", f"{err}; move it aside if it is damaged (the snapshot in it would be lost)")
+        state = None
+    if state is not None:
+        if state.get("phase") == IDLE:
+            checks.ok("state", "idle: nothing is down because of hgs")
+        elif status is not None and status.on_mains:
+            pid = detach(ctx, "offbattery")
+            checks.warn("state", f"the site was left down by hgs ({state.get('phase')}) and the mains are present: "
+                        f"restore started (pid {pid}); see the log")
+        else:
+            checks.warn("state", f"phase {state.get('phase')}: the site is down by hgs and the UPS is not on line")
+    runs = history.recent(settings.paths.state_dir, 1)
+    if not runs:
+        checks.ok("last run", "no flow has run yet")
+    elif runs[0].get("failed"):
+        checks.fail("last run", f"run {runs[0]['id']} ({runs[0]['command']}) ended '{runs[0]['result']}' with failures; "
+                    "see the log and its mail")
+    else:
+        checks.ok("last run", f"run {runs[0]['id']} ({runs[0]['command']}): {runs[0]['result']}")
+
+
+def run(ctx):
+    from hgs import mail as mailmod
+    from hgs.errors import MailError
+
+    settings = ctx.settings  # a broken config stops here with exit 2 and every problem listed
+    run_log = ctx.start_log()
+    log = run_log.logger
+    checks = Checks(log)
+    checks.ok("config", f"{settings.source} is valid ({len(settings.hosts)} host(s))")
+    status = check_ups(settings, checks)
+    results = check_hosts(settings, checks, log)
+    check_sendmail(settings, checks)
+    check_plan(settings, checks, status, results)
+    check_state(ctx, settings, checks, status)
+    verdict = "FAILED" if checks.failed else "all well"
+    for line in checks.lines():
+        ctx.out(line)
+    ctx.out(f"selftest: {verdict}")
+    log.info("selftest: %s", verdict)
+    if ctx.args.mail == "always" or (ctx.args.mail == "failure" and checks.failed):
+        body = "\n".join(checks.lines() + ["", f"selftest: {verdict}", "", "Full log:", "", run_log.text()])
+        try:
+            mailmod.send(settings.mail, f"selftest {verdict} (run {run_log.run_id}, "
+                         f"{time.strftime('%Y-%m-%d %H:%M')})", body)
+        except MailError as err:
+            log.error("the selftest mail could not be sent: %s", err)
+    return 1 if checks.failed else 0

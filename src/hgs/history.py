@@ -1,0 +1,57 @@
+"""Run history: one JSON record per flow run in ``<state_dir>/runs/``, the newest KEEP kept.
+
+A record says what ran, when, how it ended and what happened to each VM and host, so
+`hgs status` and `hgs selftest` can tell the last runs without reading the log.
+"""
+
+import json
+import os
+import tempfile
+
+KEEP = 50
+
+
+def folder(state_dir):
+    return os.path.join(str(state_dir), "runs")
+
+
+def record(state_dir, report, command, ended):
+    """Writes the record of ``report`` (a flows.report.Report); prunes old ones. Best effort."""
+    data = {
+        "id": report.run_id, "command": command, "kind": report.kind, "started": report.started, "ended": ended,
+        "result": report.result, "failed": report.failed, "facts": report.lines, "notes": report.notes,
+        "vms": [vars(item) for item in report.vms], "hosts": [vars(item) for item in report.hosts],
+    }
+    where = folder(state_dir)
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".run.", dir=where)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, os.path.join(where, f"{report.run_id}.json"))
+        names = sorted(n for n in os.listdir(where) if n.endswith(".json"))
+        for name in names[:-KEEP]:
+            os.unlink(os.path.join(where, name))
+    except OSError:
+        return None
+    return data
+
+
+def recent(state_dir, count=5):
+    """Returns the newest ``count`` records, newest first (unreadable ones skipped)."""
+    where = folder(state_dir)
+    try:
+        names = sorted((n for n in os.listdir(where) if n.endswith(".json")), reverse=True)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        try:
+            with open(os.path.join(where, name)) as handle:
+                out.append(json.load(handle))
+        except (OSError, ValueError):
+            continue
+        if len(out) >= count:
+            break
+    return out
