@@ -24,6 +24,10 @@ UPS = {
     "poll_interval_s": 2,               # how often the UPS is polled while confirming
     "runtime_reserve_s": 120,           # battery runtime hgs never plans to use
     "restore_min_charge_pct": 0,        # restore only once the battery holds this much
+    # The UPS daemon stops answering while an outage is being confirmed:
+    #   "not_an_outage": lost contact is not a confirmed outage: nothing is shut down (default);
+    #   "outage": after an onbattery event from the daemon, lost contact counts as on battery.
+    "lost_contact": "not_an_outage",
 }
 
 # --- The XenServer / XCP-ng hosts ----------------------------------------------------
@@ -75,6 +79,7 @@ TIMINGS = {
     "vm_start_timeout_s": 180,      # deadline per vm-start
     "verify_timeout_s": 300,        # every VM of the snapshot must be running within this
     "charge_wait_s": 3600,          # how long to wait for UPS["restore_min_charge_pct"] before restoring
+    "unreachable_retry_s": 120,     # a host that does not answer when the outage starts is retried this long
 }
 
 # --- Mail through the local sendmail (Postfix) ---------------------------------------

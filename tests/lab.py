@@ -186,7 +186,8 @@ class SiteLab:
         return json.loads((self.site.workdir / "state" / "state.json").read_text())
 
     def log_text(self):
-        return (self.site.workdir / "hgs.log").read_text()
+        log = self.site.workdir / "hgs.log"
+        return log.read_text() if log.exists() else ""
 
     def stop(self):
         self.site.stop()

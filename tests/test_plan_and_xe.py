@@ -27,7 +27,7 @@ def test_groups(policy, expected):
 
 
 def timings(**kw):
-    base = dict(charge_wait_s=3600, confirm_outage_s=30, vm_shutdown_timeout_s=100, vm_force_timeout_s=20, xe_timeout_s=30,
+    base = dict(charge_wait_s=3600, unreachable_retry_s=120, confirm_outage_s=30, vm_shutdown_timeout_s=100, vm_force_timeout_s=20, xe_timeout_s=30,
                 ssh_connect_timeout_s=10, host_shutdown_timeout_s=60, host_down_confirm_s=5, doshutdown_bound_s=40,
                 restore_confirm_s=60, host_boot_timeout_s=600, wol_resend_interval_s=30, xapi_ready_timeout_s=300,
                 vm_start_timeout_s=180, verify_timeout_s=300)

@@ -35,6 +35,7 @@ class UpsSettings:
     poll_interval_s: float = 2.0
     runtime_reserve_s: float = 120.0
     restore_min_charge_pct: float = 0.0
+    lost_contact: str = "not_an_outage"
 
     @property
     def address(self):
@@ -83,6 +84,7 @@ class Timings:
     vm_start_timeout_s: float
     verify_timeout_s: float
     charge_wait_s: float
+    unreachable_retry_s: float
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ UPS_FIELDS = {
     "poll_interval_s": Field(_seconds, 2.0),
     "runtime_reserve_s": Field(checks.number(0.0, allow_equal=True), 120.0),
     "restore_min_charge_pct": Field(checks.percent, 0.0),
+    "lost_contact": Field(checks.choice("not_an_outage", "outage"), "not_an_outage"),
 }
 
 HOST_FIELDS = {
@@ -185,6 +188,7 @@ TIMING_FIELDS = {
     "vm_start_timeout_s": Field(_seconds, 180.0),
     "verify_timeout_s": Field(_seconds, 300.0),
     "charge_wait_s": Field(_seconds, 3600.0),
+    "unreachable_retry_s": Field(checks.number(0.0, allow_equal=True), 120.0),
 }
 
 MAIL_FIELDS = {

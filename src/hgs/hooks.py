@@ -21,7 +21,7 @@ TEMPLATES = {
 HGS="@HGS@"
 "$HGS" --config "@CONFIG@" onbattery </dev/null >/dev/null 2>&1
 rc=$?
-[ "$rc" -ne 0 ] && logger -t hgs "apcupsd onbattery: hgs failed (exit $rc); see the hgs log" 2>/dev/null
+[ "$rc" -ne 0 ] && logger ${HGS_SYSLOG_SOCKET:+-u "$HGS_SYSLOG_SOCKET"} -t hgs "apcupsd onbattery: hgs failed (exit $rc); see the hgs log" 2>/dev/null
 [ "$rc" -eq 99 ] && rc=1
 exit "$rc"
 """,
@@ -34,7 +34,7 @@ exit "$rc"
 HGS="@HGS@"
 "$HGS" --config "@CONFIG@" offbattery </dev/null >/dev/null 2>&1
 rc=$?
-[ "$rc" -ne 0 ] && logger -t hgs "apcupsd offbattery: hgs failed (exit $rc); see the hgs log" 2>/dev/null
+[ "$rc" -ne 0 ] && logger ${HGS_SYSLOG_SOCKET:+-u "$HGS_SYSLOG_SOCKET"} -t hgs "apcupsd offbattery: hgs failed (exit $rc); see the hgs log" 2>/dev/null
 [ "$rc" -eq 99 ] && rc=1
 exit "$rc"
 """,
@@ -47,7 +47,7 @@ exit "$rc"
 HGS="@HGS@"
 "$HGS" --config "@CONFIG@" doshutdown </dev/null >/dev/null 2>&1
 rc=$?
-[ "$rc" -ne 0 ] && logger -t hgs "apcupsd doshutdown: hgs exit $rc; see the hgs log" 2>/dev/null
+[ "$rc" -ne 0 ] && logger ${HGS_SYSLOG_SOCKET:+-u "$HGS_SYSLOG_SOCKET"} -t hgs "apcupsd doshutdown: hgs exit $rc; see the hgs log" 2>/dev/null
 [ "$rc" -eq 99 ] && rc=1
 exit "$rc"
 """,
@@ -62,11 +62,11 @@ case "$1" in
     onbatt)  event=onbattery ;;
     online)  event=offbattery ;;
     lowbatt|fsd) event=doshutdown ;;
-    *) logger -t hgs "upssched: unknown command '$1'" 2>/dev/null; exit 0 ;;
+    *) logger ${HGS_SYSLOG_SOCKET:+-u "$HGS_SYSLOG_SOCKET"} -t hgs "upssched: unknown command '$1'" 2>/dev/null; exit 0 ;;
 esac
 "$HGS" --config "@CONFIG@" "$event" </dev/null >/dev/null 2>&1
 rc=$?
-[ "$rc" -ne 0 ] && logger -t hgs "upssched $1: hgs $event failed (exit $rc); see the hgs log" 2>/dev/null
+[ "$rc" -ne 0 ] && logger ${HGS_SYSLOG_SOCKET:+-u "$HGS_SYSLOG_SOCKET"} -t hgs "upssched $1: hgs $event failed (exit $rc); see the hgs log" 2>/dev/null
 exit "$rc"
 """,
 }
@@ -74,7 +74,11 @@ exit "$rc"
 
 
 def render(name, hgs_path=DEFAULT_HGS, config_path=DEFAULT_CONFIG):
-    """Returns the script ``name`` with the hgs program and config paths filled in."""
+    """Returns the script ``name`` with the hgs program and config paths filled in.
+
+    The scripts log to syslog with logger(1); HGS_SYSLOG_SOCKET, when set, names another
+    socket (tests use it; apccontrol and upssched never set it).
+    """
     for value in (hgs_path, config_path):
         if any(c in value for c in '"$`\\\n'):
             raise ValueError(f"a path with quotes, '$', backquotes or newlines cannot go into a hook: {value!r}")

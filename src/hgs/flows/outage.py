@@ -58,6 +58,7 @@ class Track:
     batch: object = None
     done: bool = False
     detail: str = ""
+    in_progress: bool = False  # xapi already runs a shutdown of it (e.g. from before a reconnect)
 
 
 def match_config(host_infos, settings_hosts):
@@ -127,9 +128,16 @@ class OutageFlow:
             if now - outage_since >= window:
                 break
             clock.sleep(min(self.d.settings.ups.poll_interval_s, window - (now - outage_since)))
+        if not seen_battery and last is None and self.d.settings.ups.lost_contact == "outage" \
+                and self.d.last_event("onbattery", began - window - 60) is not None:
+            self.log.warning("the UPS daemon did not answer during the confirmation, after it reported the power "
+                             "failure; UPS['lost_contact'] is 'outage': treated as confirmed")
+            self.report.fact("UPS unreadable during confirmation after an onbattery event: treated as an outage "
+                             "(UPS['lost_contact'] = 'outage')")
+            return True
         if not seen_battery:
             self.log.warning("the UPS never reported running on battery during the confirmation window: "
-                             "lost contact is not a confirmed outage; nothing was touched")
+                             "lost contact is not a confirmed outage (UPS['lost_contact']); nothing was touched")
             self.report.fact("outage not confirmed: the UPS never reported on battery; nothing was touched")
             return False
         took = clock.wall() - began
@@ -141,23 +149,55 @@ class OutageFlow:
     # -- 2. discover and snapshot ----------------------------------------------------------
 
     def discover(self):
-        """Asks every configured host for its pool; returns {pool uuid: PoolView}."""
-        pools = {}
-        for host in self.d.settings.hosts:
-            hv = self.d.hypervisors[host.name]
-            try:
-                info = hv.pool()
-                infos = hv.hosts()
-            except (RemoteError, XeCallError, HgsError) as err:
-                self.log.error("%s: cannot ask xe about the pool: %s", host.name, err)
-                self.report.notes.append(f"{host.name} did not answer: {err}")
-                continue
-            view = pools.get(info.uuid)
-            if view is None:
-                view = pools[info.uuid] = PoolView(info, infos, host.name, match_config(infos, self.d.settings.hosts))
-            master_config = view.config.get(info.master)
-            if master_config is not None and master_config.name == host.name:
-                view.executor = host.name  # the master answered: it runs the pool's commands
+        """Asks every configured host for its pool; returns {pool uuid: PoolView}.
+
+        A host that does not answer is retried every few seconds for
+        TIMINGS['unreachable_retry_s'] (its sshd may be coming back), unless a pool found
+        already covers it; a host whose key is wrong is not retried.
+        """
+        from hgs.remote import HostKeyError
+
+        pools, pending = {}, list(self.d.settings.hosts)
+        deadline = self.d.clock.now() + self.timings.unreachable_retry_s
+        errors = {}
+        while pending:
+            for host in list(pending):
+                hv = self.d.hypervisors[host.name]
+                try:
+                    info = hv.pool()
+                    infos = hv.hosts()
+                except HostKeyError as err:
+                    self.log.error("%s", err)
+                    errors[host.name] = err
+                    pending.remove(host)
+                    continue
+                except (RemoteError, XeCallError, HgsError) as err:
+                    if host.name not in errors:
+                        self.log.warning("%s does not answer (%s): retrying for up to %.0f s", host.name, err,
+                                         self.timings.unreachable_retry_s)
+                    errors[host.name] = err
+                    continue
+                if errors.pop(host.name, None) is not None:
+                    self.log.info("%s answers now", host.name)
+                pending.remove(host)
+                view = pools.get(info.uuid)
+                if view is None:
+                    view = pools[info.uuid] = PoolView(info, infos, host.name, match_config(infos, self.d.settings.hosts))
+                master_config = view.config.get(info.master)
+                if master_config is not None and master_config.name == host.name:
+                    view.executor = host.name  # the master answered: it runs the pool's commands
+            covered = {c.name for view in pools.values() for c in view.config.values()}
+            pending = [h for h in pending if h.name not in covered]
+            if not pending or self.d.clock.now() >= deadline or self.d.escalated():
+                break
+            self.d.clock.sleep(2.0)
+        covered = {c.name for view in pools.values() for c in view.config.values()}
+        for name, err in errors.items():
+            if name in covered:  # its pool's master answered for it: shut down through the master
+                self.report.notes.append(f"{name} did not answer itself ({err}); handled through its pool master")
+            else:
+                self.report.notes.append(f"{name} did not answer: {err}")
+                self.report.failed = True
         self.pools = pools
         return pools
 
@@ -272,7 +312,8 @@ class OutageFlow:
                     self._to_force(track, now, why)
                 elif track.stage == "force" and now >= track.stage_started + b.force_s:
                     self._reset(track, start, f"force did not finish within {b.force_s:.0f} s")
-            batches += self._launch([t for t in tracks.values() if not t.done and t.batch is None])
+            batches += self._launch([t for t in tracks.values()
+                                     if not t.done and t.batch is None and not (t.in_progress and t.stage == "clean")])
             if now >= next_poll:
                 next_poll = now + POWER_POLL_S
                 self._poll_power(tracks, start)
@@ -304,6 +345,7 @@ class OutageFlow:
     def _to_force(self, track, now, why):
         self.log.info("%s: %s: forcing", track.vm["name"], why)
         track.stage, track.stage_started, track.batch, track.detail = "force", now, None, why
+        track.in_progress = False
 
     def _finish(self, track, start, outcome, detail="", failed=False):
         track.done, track.batch = True, None
@@ -324,6 +366,9 @@ class OutageFlow:
             self._finish(track, start, "gone", "the VM no longer exists")
         elif stage != track.stage:
             return  # a late answer from a stage the VM has left
+        elif stage == "clean" and error.code == "OTHER_OPERATION_IN_PROGRESS":
+            track.in_progress = True  # the earlier call's task still runs in xapi: wait for it, up to the deadline
+            self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm["name"])
         elif stage == "clean" and error.code in FORCE_AT_ONCE:
             self._to_force(track, self.d.clock.now(), "no guest tools (VM_LACKS_FEATURE)")
         elif stage == "clean":
@@ -434,7 +479,12 @@ class OutageFlow:
     # -- the whole flow -------------------------------------------------------------------
 
     def run(self, confirm=True):
-        state = self.d.state_file.load()
+        try:
+            state = self.d.state_file.load()
+        except HgsError as err:  # the hardware comes first: shut down without the old state
+            self.log.error("%s; going on without it (a snapshot from an earlier outage, if any, is not merged)", err)
+            self.report.notes.append(f"state not read: {err}")
+            state = statemod.empty()
         if confirm and not self.confirm():
             self.report.finish("stopped: power back during confirmation" if self.report.lines and
                                "came back" in self.report.lines[-1] else "stopped: outage not confirmed")

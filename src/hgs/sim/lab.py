@@ -75,7 +75,7 @@ class _OpenSshDoor:
             KbdInteractiveAuthentication no
             UsePAM no
             StrictModes no
-            LogLevel ERROR
+            LogLevel INFO
             SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin
             """))
         name = address if port == 22 else f"[{address}]:{port}"
@@ -108,6 +108,12 @@ class _OpenSshDoor:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(5)
+
+    @property
+    def connections(self):
+        """SSH logins accepted so far (from sshd's log)."""
+        log = self.folder / "sshd.log"
+        return log.read_text(errors="replace").count("Accepted publickey") if log.exists() else 0
 
     def stop(self):
         self.down()

@@ -108,8 +108,8 @@ def build_state(scenario, epoch=None):
         if extra or "name" not in entry:
             raise ScenarioError(f"vm {entry.get('name', '?')}: unknown keys {sorted(extra)} or no name")
         vm = dict(VM_DEFAULTS, **entry)
-        if vm["quirk"] not in QUIRKS:
-            raise ScenarioError(f"vm {vm['name']}: quirk must be one of {QUIRKS}")
+        if any(q not in QUIRKS for q in vm["quirk"].split(",")):
+            raise ScenarioError(f"vm {vm['name']}: quirk must be one or more (comma-separated) of {QUIRKS[1:]}")
         host_name = vm.pop("host", None) or next(iter(state["hosts"].values()))["name"]
         if host_name not in by_name:
             raise ScenarioError(f"vm {vm['name']}: no host called {host_name!r}")
@@ -224,9 +224,18 @@ class SiteStore:
             vm = next(v for v in state["vms"].values() if v["name"] == vm_name)
             vm.update(changes)
 
+    def set_fault(self, command, hang_s):
+        """Makes every `xe COMMAND` hang ``hang_s`` real seconds before it runs (0 clears it)."""
+        with self.transaction() as state:
+            state.setdefault("faults", {})[command] = hang_s
+
     def set_pool(self, **changes):
         with self.transaction() as state:
             state["pool"].update(changes)
+
+
+def has_quirk(vm, quirk):
+    return quirk in vm.get("quirk", "").split(",")
 
 
 def sim_now(state):
@@ -263,12 +272,21 @@ def _power_off(state, host):
             if vm["dom0_of"] == host["uuid"]:
                 vm["power_state"] = "halted"
         elif vm["resident_on"] == host["uuid"]:
-            vm.update(power_state="halted", resident_on=None, busy_until=None)
+            vm.update(power_state="halted", resident_on=None, busy=None, busy_until=None, busy_fails=False)
 
 
 def advance(state):
-    """Brings host power up to the simulated now: shutdowns complete, boots finish."""
+    """Brings the site up to the simulated now: VM operations complete (in xapi, not in the xe
+    client: a client that goes away does not cancel its task), host shutdowns and boots finish."""
     now = sim_now(state)
+    for vm in state["vms"].values():
+        if vm.get("busy") and vm["busy_until"] is not None and now >= vm["busy_until"]:
+            if vm["busy"] in ("clean_shutdown", "hard_shutdown") and not vm.get("busy_fails"):
+                if vm["power_state"] == "running":
+                    vm.update(power_state="halted", resident_on=None)
+            elif vm["busy"] == "start" and vm["power_state"] == "halted":
+                vm.update(power_state="running", resident_on=vm.get("busy_host"))
+            vm.update(busy=None, busy_until=None, busy_fails=False)
     for host in state["hosts"].values():
         if host["power"] == "on" and host["shutdown_at"] is not None and now >= host["shutdown_at"]:
             _power_off(state, host)

@@ -254,6 +254,9 @@ class Xe:
                 raise XeUsage(f"Unknown command: {call.command}\nFor usage run: 'xe help'")
             with self.store.transaction() as state:
                 self._check_toolstack(state)
+                hang_s = state.get("faults", {}).get(call.command, 0)
+            if hang_s:
+                self._sleep(hang_s)
             return 0, handler(call) or "", ""
         except XeFailure as failure:
             return 1, "", failure.text()
@@ -354,7 +357,7 @@ class Xe:
         with self.store.transaction() as state:
             for vm_uuid in _vm_selection(state, call):
                 vm = state["vms"][vm_uuid]
-                vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None)
+                vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None, busy_fails=False)
 
     def cmd_vm_shutdown(self, call):
         with self.store.transaction() as state:
@@ -374,33 +377,34 @@ class Xe:
             now = sitemod.sim_now(state)
             if vm["power_state"] != "running":
                 raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+            outcome = None
             if force:
-                if vm["quirk"] == "force_fails":
+                if sitemod.has_quirk(vm, "force_fails"):
                     raise XeFailure("INTERNAL_ERROR", "xenopsd internal error: domain shutdown failed")
-                until, outcome = now + vm["force_s"], None
+                until, op = now + vm["force_s"], "hard_shutdown"
             else:
                 if not vm["tools"]:
                     raise XeFailure("VM_LACKS_FEATURE", _vm_ref(vm))
-                if vm.get("busy") == "clean_shutdown" and (vm["busy_until"] or 0) > now:
+                if vm.get("busy") and (vm["busy_until"] or 0) > now:
                     raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
-                if vm["quirk"] == "ignores_shutdown":
+                if sitemod.has_quirk(vm, "ignores_shutdown"):
                     until, outcome = now + sitemod.ACK_TIMEOUT_S, ("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", _vm_ref(vm))
-                elif vm["quirk"] == "hangs":
+                elif sitemod.has_quirk(vm, "hangs"):
                     until, outcome = (now + sitemod.SHUTDOWN_TIMEOUT_S,
                                       ("VM_SHUTDOWN_TIMEOUT", _vm_ref(vm), f"{sitemod.SHUTDOWN_TIMEOUT_S:.0f}"))
                 else:
-                    until, outcome = now + vm["shutdown_s"], None
-                vm.update(busy="clean_shutdown", busy_until=until)
+                    until = now + vm["shutdown_s"]
+                op = "clean_shutdown"
+            # the task runs in "xapi" (the site state): it completes even if this client goes away
+            vm.update(busy=op, busy_until=until, busy_fails=outcome is not None)
             wait_s = sitemod.real_seconds(state, until - now)
         self._wait(vm_uuid, wait_s, "halted")
         with self.store.transaction() as state:
             vm = state["vms"][vm_uuid]
-            if vm["power_state"] == "halted":  # forced, reset or powered off meanwhile
+            if vm["power_state"] == "halted":  # done, or forced, reset or powered off meanwhile
                 return
-            vm.update(busy=None, busy_until=None)
             if outcome:
                 raise XeFailure(*outcome)
-            vm.update(power_state="halted", resident_on=None)
 
     def _start_one(self, vm_uuid, on):
         with self.store.transaction() as state:
@@ -408,18 +412,13 @@ class Xe:
             now = sitemod.sim_now(state)
             if vm["power_state"] != "halted":
                 raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "halted", vm["power_state"])
-            if vm.get("busy") == "start" and (vm["busy_until"] or 0) > now:
+            if vm.get("busy") and (vm["busy_until"] or 0) > now:
                 raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
             target = self._start_host(state, vm, on)
             until = now + vm["start_s"]
-            vm.update(busy="start", busy_until=until)
+            vm.update(busy="start", busy_until=until, busy_host=target, busy_fails=False)
             wait_s = sitemod.real_seconds(state, until - now)
         self._wait(vm_uuid, wait_s, "running")
-        with self.store.transaction() as state:
-            vm = state["vms"][vm_uuid]
-            vm.update(busy=None, busy_until=None)
-            if vm["power_state"] != "running":
-                vm.update(power_state="running", resident_on=target)
 
     @staticmethod
     def _start_host(state, vm, on):
@@ -438,6 +437,14 @@ class Xe:
             raise XeFailure("NO_HOSTS_AVAILABLE")
         preferred = next((h for h in enabled if h["uuid"] == vm.get("affinity")), enabled[0])
         return preferred["uuid"]
+
+    def _sleep(self, seconds):
+        deadline = time.monotonic() + seconds
+        parent = os.getppid()
+        while time.monotonic() < deadline:
+            if self.cancelled() or os.getppid() != parent:
+                raise _Cancelled()
+            time.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
 
     def _wait(self, vm_uuid, wait_s, wanted):
         """Sleeps ``wait_s`` real seconds, returning early once the VM's power state becomes
