@@ -111,9 +111,10 @@ def bench_shutdown(count, scale, front_door, folder):
         start, stop = min(c["t"] for c in shutdowns), max(c["t"] for c in calls if c["argv"][0] == "host-disable")
         reads = [c for c in calls if c["argv"][0] in ("vm-list",) and start <= c["t"] <= stop]
         polls = max(1, int((stop - start) / 1.0))
+        spread = max(c["t"] for c in shutdowns) - min(c["t"] for c in shutdowns)
         return {"count": count, "makespan": makespan, "bound": bound, "ratio": makespan / bound,
                 "connections": max(run.connections().values()), "reads_per_poll": len(reads) / polls,
-                "xe_calls": len(calls), "rss": rss}
+                "xe_calls": len(calls), "rss": rss, "spread": spread}
     finally:
         run.stop()
 
@@ -165,6 +166,7 @@ def bench_restore(scale, front_door, folder):
     run = Run(folder, scenario, outage_timings(), front_door)
     try:
         run.hgs("onbattery")
+        before = max(run.connections().values())
         run.ups.set_state("online")
         end, _ = run.hgs("offbattery")
         woke = run.site.wol.received[0][0]
@@ -172,7 +174,7 @@ def bench_restore(scale, front_door, folder):
         delays = sum(max(1, round(delay / scale)) for _, _, delay in groups[:-1])  # xe reports whole real seconds
         bound = (boot + xapi) / scale + sum(max(starts) for _, starts, _ in groups) / scale + delays
         return {"makespan": makespan, "bound": bound, "ratio": makespan / bound,
-                "connections": max(run.connections().values())}
+                "connections": max(run.connections().values()) - before}
     finally:
         run.stop()
 
@@ -238,13 +240,18 @@ def main():
         + f". Time scale {args.scale:g} (the one-after-another comparison at {args.serial_scale:g}). "
         f"Written by `bench/flows.py` on {time.strftime('%Y-%m-%d %H:%M')}.", "",
         "## 1. Shutdown makespan against the physical lower bound (one host, one group)", "",
-        "| VMs | makespan (s) | lower bound (s) | ratio | target |", "|---|---|---|---|---|",
+        "| VMs | makespan (s) | lower bound (s) | ratio | target | over the bound (s) | xe start spread (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     targets = {50: "<= 1.05", 200: "<= 1.10"}
     for row in rows:
         lines.append(f"| {row['count']} | {row['makespan']:.2f} | {row['bound']:.2f} | {row['ratio']:.3f} | "
-                     f"{targets.get(row['count'], '')} |")
-    lines += ["", "Lower bound: the slowest VM's shutdown + the host's shutdown + the down-confirmation time.", "",
+                     f"{targets.get(row['count'], '')} | {row['makespan'] - row['bound']:.2f} | {row['spread']:.2f} |")
+    lines += ["", "Lower bound: the slowest VM's shutdown + the host's shutdown + the down-confirmation time.",
+              "xe start spread: from the first to the last simulated `xe vm-shutdown` process starting on the host. "
+              "hgs writes every call of a group into one channel at once; the spread is the simulated dom0 starting "
+              "that many Python processes on this machine's cores (about 33 ms of CPU each), and a VM whose call "
+              "starts late ends late.", "",
               "## 2. One after another (`xe vm-shutdown --multiple`, then the host) against hgs", "",
               "| VMs | one after another (s) | hgs (s) | speed-up |", "|---|---|---|---|"]
     for count, slow, fast in serial_rows:
@@ -258,8 +265,8 @@ def main():
               "|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['count']} | {row['connections']} | {row['reads_per_poll']:.2f} | {row['xe_calls']} |")
-    lines += [f"", f"Restore flow: {restore['connections']} SSH connection(s) to the host (the outage before it "
-              "closed its own).", "", "## 5. Hook latency and cold start", ""] + [f"- {h}" for h in hooks]
+    lines += ["", f"Restore flow: {restore['connections']} SSH connection(s) to the host.", "",
+              "## 5. Hook latency and cold start", ""] + [f"- {h}" for h in hooks]
     if pool:
         lines += ["", "## 6. Scale: 10 hosts x 100 VMs in one pool", "",
                   f"Makespan {pool['makespan']:.2f} s against a lower bound of {pool['bound']:.2f} s (slowest VM + "

@@ -21,7 +21,7 @@ def test_no_shell_true_and_no_auto_add_policy_anywhere_in_the_product():
         assert "os.system(" not in text and "os.popen(" not in text, path
 
 
-@fault("a NUT password and an SSH key passphrase in the config", "never in the log, the mail or check-config's output")
+@fault("an SSH key passphrase in the config (the NUT password: test_config)", "never in the log, the mail or check-config's output")
 def test_secrets_never_reach_logs_or_mails(site_lab, tmp_path):
     capture = tmp_path / "mail"
     sendmail = tmp_path / "sendmail"

@@ -191,7 +191,8 @@ class Hypervisor:
         self.calls += len(commands)
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
-        stream = self.connection.start(xe.batch_script(self.host.xe_path, commands))
+        # the script goes on stdin: a thousand calls do not fit in one SSH exec request
+        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands))
         return Batch(stream, [u for u, _ in commands])
 
 

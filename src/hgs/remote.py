@@ -172,13 +172,17 @@ class Connection:
         except (paramiko.SSHException, EOFError, OSError) as err:
             raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
 
-    def start(self, command):
-        """Starts ``command`` (a string hgs built) in a new channel; returns a Stream."""
+    def start(self, command, stdin=None):
+        """Starts ``command`` (a string hgs built) in a new channel, feeding it ``stdin`` (text)
+        if given; returns a Stream. A long script goes on stdin: an SSH exec request is one packet."""
         import paramiko
 
         channel = self._open_channel()
         try:
             channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin.encode("utf-8"))
+                channel.shutdown_write()
         except (paramiko.SSHException, EOFError, OSError) as err:
             channel.close()
             raise ConnectionLost(f"{self.where}: cannot start a command ({err})") from None

@@ -239,7 +239,7 @@ class OutageFlow:
         self.snapshot = snapshot
         running_now = [v for v in vms.values()]
         self.log.info("snapshot: %d running VM(s) to shut down: %s", len(running_now),
-                      ", ".join(sorted(v["name"] for v in running_now)) or "none")
+                      names(sorted(v["name"] for v in running_now)) or "none")
         return snapshot
 
     def save(self, state, what):
@@ -275,9 +275,8 @@ class OutageFlow:
 
     def shutdown_vms(self, groups, b):
         for index, group in enumerate(groups, 1):
-            names = ", ".join(vm["name"] for vm in group)
             self.log.info("group %d/%d: shutting down %d VM(s) in parallel (deadline %.0f s): %s",
-                          index, len(groups), len(group), b.grace_s, names)
+                          index, len(groups), len(group), b.grace_s, names(vm["name"] for vm in group))
             self._group(group, b)
 
     def _group(self, group, b):
@@ -474,7 +473,7 @@ class OutageFlow:
                     self.report.host(p["info"].name, "STILL UP", now - start, p["sent"], failed=True)
                 break
             if pending:
-                clock.sleep(min(0.5, max(0.05, confirm_s / 4)))
+                clock.sleep(min(0.5, max(0.05, confirm_s / 10)))
 
     # -- the whole flow -------------------------------------------------------------------
 
@@ -545,6 +544,13 @@ def merge_snapshots(old, new):
         kept["ha_was_enabled"] = bool(kept.get("ha_was_enabled")) or pool["ha_was_enabled"]
         kept["ha_srs"] = kept.get("ha_srs") or pool["ha_srs"]
     return dict(old, **merged)
+
+
+def names(items, most=12):
+    """Returns 'a, b, c' for a log line, shortened to ``most`` names and a count of the rest."""
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def _battery(status):

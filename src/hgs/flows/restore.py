@@ -7,7 +7,7 @@ it): the outage flow takes the site from there.
 
 from hgs import state as statemod
 from hgs.errors import HgsError, UpsError
-from hgs.flows.outage import POWER_POLL_S, TICK_S
+from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.hypervisor import XeCallError
 from hgs.remote import RemoteError
 from hgs.wake import WakeError
@@ -210,7 +210,7 @@ class RestoreFlow:
         for order in orders:
             self._power_ok()
             group = sorted((vm for vm in vms if vm.get("order", 0) == order), key=lambda v: v["name"])
-            self.log.info("starting order group %s: %s", order, ", ".join(v["name"] for v in group))
+            self.log.info("starting order group %s: %s", order, names(v["name"] for v in group))
             self._start_group(snapshot, group, ready)
             for vm in group:
                 pending.discard(vm["uuid"])

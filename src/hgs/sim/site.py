@@ -30,8 +30,6 @@ import fcntl
 import json
 import os
 import time
-import tomllib
-import uuid as uuid_module
 
 QUIRKS = ("", "ignores_shutdown", "hangs", "force_fails")
 HOST_QUIRKS = ("", "stays_disabled", "ignores_shutdown")
@@ -52,11 +50,15 @@ class ScenarioError(ValueError):
 
 
 def new_uuid(seed=None):
+    import uuid as uuid_module  # here, not at the top: every simulated xe call imports this module
+
     return str(uuid_module.uuid5(uuid_module.NAMESPACE_URL, seed)) if seed else str(uuid_module.uuid4())
 
 
 def load_scenario(path):
     """Given a TOML scenario file, returns its dict; raises ScenarioError."""
+    import tomllib
+
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)

@@ -125,7 +125,7 @@ class SimSshServer:
     def _execute(self, iface, channel, command):
         env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root", "LANG": "C.UTF-8"}
         try:
-            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as err:
             channel.sendall_stderr(f"sh: {err}\n".encode())
@@ -135,6 +135,7 @@ class SimSshServer:
             return
         with self._lock:
             self._processes.add(proc)
+        threading.Thread(target=_feed, args=(channel, proc.stdin), daemon=True).start()
         pumps = [threading.Thread(target=_pump, args=(proc.stdout, channel.sendall), daemon=True),
                  threading.Thread(target=_pump, args=(proc.stderr, channel.sendall_stderr), daemon=True)]
         for pump in pumps:
@@ -165,6 +166,24 @@ def _pump(stream, send):
         pass
     finally:
         stream.close()
+
+
+def _feed(channel, stdin):
+    """Copies what the client sends on the channel to the command's stdin, until EOF."""
+    try:
+        while True:
+            data = channel.recv(65536)
+            if not data:
+                break
+            stdin.write(data)
+            stdin.flush()
+    except (OSError, EOFError, paramiko.SSHException, ValueError):
+        pass
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
 
 
 def _kill_group(proc):

@@ -11,6 +11,7 @@ Run as a program: ``python -m hgs.sim.xe --site SITE.json --host NAME ARGS...`` 
 wrapper that ``write_xe_wrapper`` puts on an sshd's PATH does exactly that).
 """
 
+import contextlib
 import os
 import stat
 import sys
@@ -252,11 +253,8 @@ class Xe:
             handler = getattr(self, "cmd_" + call.command.replace("-", "_"), None)
             if handler is None:
                 raise XeUsage(f"Unknown command: {call.command}\nFor usage run: 'xe help'")
-            with self.store.transaction() as state:
-                self._check_toolstack(state)
-                hang_s = state.get("faults", {}).get(call.command, 0)
-            if hang_s:
-                self._sleep(hang_s)
+            self.call = call
+            self._checked = False
             return 0, handler(call) or "", ""
         except XeFailure as failure:
             return 1, "", failure.text()
@@ -264,6 +262,23 @@ class Xe:
             return 1, "", f"{usage}\n"
         except _Cancelled:
             return 255, "", "cancelled\n"
+
+    @contextlib.contextmanager
+    def _tx(self):
+        """A site transaction; the first one of a call also checks the host's toolstack (an
+        injected hang is played outside the lock, then a fresh transaction follows)."""
+        hang_s = 0
+        with self.store.transaction() as state:
+            if not self._checked:
+                self._check_toolstack(state)
+                self._checked = True
+                hang_s = state.get("faults", {}).get(self.call.command, 0)
+            if not hang_s:
+                yield state
+                return
+        self._sleep(hang_s)
+        with self.store.transaction() as state:
+            yield state
 
     def _check_toolstack(self, state):
         here = sitemod.host_by_name(state, self.host_name)
@@ -279,31 +294,31 @@ class Xe:
     # -- lists and reads ---------------------------------------------------------------
 
     def cmd_vm_list(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _list(state, call, list(state["vms"].values()), VM_FIELDS, VM_DEFAULT, "VM")
 
     def cmd_vm_param_get(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _param_get(state, call, list(state["vms"].values()), VM_FIELDS, "VM")
 
     def cmd_host_list(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _list(state, call, list(state["hosts"].values()), HOST_FIELDS, HOST_DEFAULT, "host")
 
     def cmd_host_param_get(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _param_get(state, call, list(state["hosts"].values()), HOST_FIELDS, "host")
 
     def cmd_pool_list(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _list(state, call, [state["pool"]], POOL_FIELDS, POOL_DEFAULT, "pool")
 
     def cmd_pool_param_get(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             return _param_get(state, call, [state["pool"]], POOL_FIELDS, "pool")
 
     def cmd_vdi_param_get(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             vdi = {"uuid": state["pool"]["ha_statefile"], "sr": state["pool"]["ha_sr"]}
             fields = {"uuid": ("RO", lambda s, v: v["uuid"]), "sr-uuid": ("RO", lambda s, v: v["sr"])}
             return _param_get(state, call, [vdi], fields, "VDI")
@@ -311,28 +326,28 @@ class Xe:
     # -- changes ----------------------------------------------------------------------
 
     def cmd_pool_ha_disable(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             state["pool"]["ha_enabled"] = False
 
     def cmd_pool_ha_enable(self, call):
         if not call.params.get("heartbeat-sr-uuids"):
             raise XeUsage("Required parameter not found: heartbeat-sr-uuids")
-        with self.store.transaction() as state:
+        with self._tx() as state:
             state["pool"]["ha_enabled"] = True
 
     def cmd_host_disable(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             _host_selection(state, call)["enabled"] = False
 
     def cmd_host_enable(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             host = _host_selection(state, call)
             if sitemod.host_phase(state, host) != "up":
                 raise XeFailure("HOST_OFFLINE", _host_ref(host))
             host["enabled"] = True
 
     def cmd_host_shutdown(self, call):
-        with self.store.transaction() as state:
+        with self._tx() as state:
             host = _host_selection(state, call)
             if sitemod.host_phase(state, host) != "up":
                 raise XeFailure("HOST_OFFLINE", _host_ref(host))
@@ -354,71 +369,79 @@ class Xe:
         if not call.flag("force"):
             raise XeUsage("This operation is extremely dangerous and may cause data loss. This operation must be "
                           "forced (use --force).")
-        with self.store.transaction() as state:
+        with self._tx() as state:
             for vm_uuid in _vm_selection(state, call):
                 vm = state["vms"][vm_uuid]
                 vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None, busy_fails=False)
 
     def cmd_vm_shutdown(self, call):
-        with self.store.transaction() as state:
-            chosen = _vm_selection(state, call)
-        for vm_uuid in chosen:  # --multiple: one after another, each awaited
-            self._shutdown_one(vm_uuid, call.flag("force"))
+        # --multiple: one after another, each awaited; the selection shares the first one's transaction
+        chosen = None
+        while chosen is None or chosen:
+            with self._tx() as state:
+                if chosen is None:
+                    chosen = _vm_selection(state, call)
+                vm_uuid = chosen.pop(0)
+                wait_s, outcome = self._begin_shutdown(state, vm_uuid, call.flag("force"))
+            self._end_shutdown(vm_uuid, wait_s, outcome)
 
     def cmd_vm_start(self, call):
-        with self.store.transaction() as state:
-            chosen = _vm_selection(state, call)
-        for vm_uuid in chosen:
-            self._start_one(vm_uuid, call.params.get("on"))
+        chosen = None
+        while chosen is None or chosen:
+            with self._tx() as state:
+                if chosen is None:
+                    chosen = _vm_selection(state, call)
+                vm_uuid = chosen.pop(0)
+                wait_s = self._begin_start(state, vm_uuid, call.params.get("on"))
+            self._wait(vm_uuid, wait_s, "running")
 
-    def _shutdown_one(self, vm_uuid, force):
-        with self.store.transaction() as state:
-            vm = state["vms"][vm_uuid]
-            now = sitemod.sim_now(state)
-            if vm["power_state"] != "running":
-                raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
-            outcome = None
-            if force:
-                if sitemod.has_quirk(vm, "force_fails"):
-                    raise XeFailure("INTERNAL_ERROR", "xenopsd internal error: domain shutdown failed")
-                until, op = now + vm["force_s"], "hard_shutdown"
-            else:
-                if not vm["tools"]:
-                    raise XeFailure("VM_LACKS_FEATURE", _vm_ref(vm))
-                if vm.get("busy") and (vm["busy_until"] or 0) > now:
-                    raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
-                if sitemod.has_quirk(vm, "ignores_shutdown"):
-                    until, outcome = now + sitemod.ACK_TIMEOUT_S, ("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", _vm_ref(vm))
-                elif sitemod.has_quirk(vm, "hangs"):
-                    until, outcome = (now + sitemod.SHUTDOWN_TIMEOUT_S,
-                                      ("VM_SHUTDOWN_TIMEOUT", _vm_ref(vm), f"{sitemod.SHUTDOWN_TIMEOUT_S:.0f}"))
-                else:
-                    until = now + vm["shutdown_s"]
-                op = "clean_shutdown"
-            # the task runs in "xapi" (the site state): it completes even if this client goes away
-            vm.update(busy=op, busy_until=until, busy_fails=outcome is not None)
-            wait_s = sitemod.real_seconds(state, until - now)
-        self._wait(vm_uuid, wait_s, "halted")
-        with self.store.transaction() as state:
-            vm = state["vms"][vm_uuid]
-            if vm["power_state"] == "halted":  # done, or forced, reset or powered off meanwhile
-                return
-            if outcome:
-                raise XeFailure(*outcome)
-
-    def _start_one(self, vm_uuid, on):
-        with self.store.transaction() as state:
-            vm = state["vms"][vm_uuid]
-            now = sitemod.sim_now(state)
-            if vm["power_state"] != "halted":
-                raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "halted", vm["power_state"])
+    def _begin_shutdown(self, state, vm_uuid, force):
+        """Starts the shutdown task in the site state; returns (real seconds to wait, failure or None)."""
+        vm = state["vms"][vm_uuid]
+        now = sitemod.sim_now(state)
+        if vm["power_state"] != "running":
+            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+        outcome = None
+        if force:
+            if sitemod.has_quirk(vm, "force_fails"):
+                raise XeFailure("INTERNAL_ERROR", "xenopsd internal error: domain shutdown failed")
+            until, op = now + vm["force_s"], "hard_shutdown"
+        else:
+            if not vm["tools"]:
+                raise XeFailure("VM_LACKS_FEATURE", _vm_ref(vm))
             if vm.get("busy") and (vm["busy_until"] or 0) > now:
                 raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
-            target = self._start_host(state, vm, on)
-            until = now + vm["start_s"]
-            vm.update(busy="start", busy_until=until, busy_host=target, busy_fails=False)
-            wait_s = sitemod.real_seconds(state, until - now)
-        self._wait(vm_uuid, wait_s, "running")
+            if sitemod.has_quirk(vm, "ignores_shutdown"):
+                until, outcome = now + sitemod.ACK_TIMEOUT_S, ("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", _vm_ref(vm))
+            elif sitemod.has_quirk(vm, "hangs"):
+                until, outcome = (now + sitemod.SHUTDOWN_TIMEOUT_S,
+                                  ("VM_SHUTDOWN_TIMEOUT", _vm_ref(vm), f"{sitemod.SHUTDOWN_TIMEOUT_S:.0f}"))
+            else:
+                until = now + vm["shutdown_s"]
+            op = "clean_shutdown"
+        # the task runs in "xapi" (the site state): it completes even if this client goes away
+        vm.update(busy=op, busy_until=until, busy_fails=outcome is not None)
+        return sitemod.real_seconds(state, until - now), outcome
+
+    def _end_shutdown(self, vm_uuid, wait_s, outcome):
+        self._wait(vm_uuid, wait_s, "halted")
+        with self._tx() as state:
+            if state["vms"][vm_uuid]["power_state"] == "halted":  # done, or forced, reset or powered off meanwhile
+                return
+        if outcome:
+            raise XeFailure(*outcome)
+
+    def _begin_start(self, state, vm_uuid, on):
+        vm = state["vms"][vm_uuid]
+        now = sitemod.sim_now(state)
+        if vm["power_state"] != "halted":
+            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "halted", vm["power_state"])
+        if vm.get("busy") and (vm["busy_until"] or 0) > now:
+            raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+        target = self._start_host(state, vm, on)
+        until = now + vm["start_s"]
+        vm.update(busy="start", busy_until=until, busy_host=target, busy_fails=False)
+        return sitemod.real_seconds(state, until - now)
 
     @staticmethod
     def _start_host(state, vm, on):
@@ -471,8 +494,12 @@ def write_xe_wrapper(folder, site_path, host_name, python=None):
     """Writes an executable ``xe`` in ``folder`` that runs this simulator as ``host_name``."""
     path = os.path.join(folder, "xe")
     python = python or sys.executable
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # -S: no site initialisation (the simulator needs only the standard library and hgs);
+    # hundreds of these start at once when hgs shuts a large pool down
     with open(path, "w") as handle:
-        handle.write(f"#!/bin/sh\nexec {python} -m hgs.sim.xe --site {site_path} --host {host_name} \"$@\"\n")
+        handle.write(f"#!/bin/sh\nPYTHONPATH={package_root} exec {python} -S -m hgs.sim.xe --site {site_path} "
+                     f"--host {host_name} \"$@\"\n")
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
