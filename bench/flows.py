@@ -96,11 +96,15 @@ def outage_timings():
             "vm_start_timeout_s": 300, "verify_timeout_s": 300}
 
 
+def one_host(times, scale):
+    """One host with a VM per shutdown time (simulated seconds)."""
+    return {"time_scale": scale, "hosts": [{"name": "xen1", "mac": "02:00:00:00:00:01", "shutdown_s": HOST_SHUTDOWN_S}],
+            "vms": [{"name": f"vm{i:03d}", "shutdown_s": t} for i, t in enumerate(times)]}
+
+
 def bench_shutdown(count, scale, front_door, folder):
     times = shutdown_times(count)
-    scenario = {"time_scale": scale, "hosts": [{"name": "xen1", "mac": "02:00:00:00:00:01",
-                                                "shutdown_s": HOST_SHUTDOWN_S}],
-                "vms": [{"name": f"vm{i:03d}", "shutdown_s": t} for i, t in enumerate(times)]}
+    scenario = one_host(times, scale)
     run = Run(folder, scenario, outage_timings(), front_door)
     try:
         end, rss = run.hgs("onbattery")
@@ -125,9 +129,7 @@ def bench_serial(count, scale, front_door, folder):
     from hgs.remote import Connection
 
     times = shutdown_times(count)
-    scenario = {"time_scale": scale, "hosts": [{"name": "xen1", "mac": "02:00:00:00:00:01",
-                                                "shutdown_s": HOST_SHUTDOWN_S}],
-                "vms": [{"name": f"vm{i:03d}", "shutdown_s": t} for i, t in enumerate(times)]}
+    scenario = one_host(times, scale)
     run = Run(folder, scenario, outage_timings(), front_door)
     try:
         from hgs.config import load

@@ -1,8 +1,9 @@
 """The events the hooks received, so a running flow hears of them between its own UPS polls.
 
 Each hook appends '<unix time> <event>' to ``<lock_dir>/events`` before anything else and
-returns; an outage flow still confirming stops when an offbattery arrived since it began
-(even a flap shorter than its poll interval), and a restore stops when an onbattery did.
+returns; ``last`` tells a flow when a hook last got an event, so an outage flow still
+confirming hears of a power return (even a flap shorter than its poll interval), and a
+restore of a new power failure.
 """
 
 import os
@@ -58,23 +59,3 @@ def last(lock_dir, kind, start):
         if name == kind:
             return when
     return None
-
-
-def since(lock_dir, start, kinds):
-    """Returns True when an event of ``kinds`` was recorded at or after wall time ``start``."""
-    try:
-        with open(path(lock_dir)) as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return False
-    for line in reversed(lines):
-        stamp, _, kind = line.partition(" ")
-        try:
-            when = float(stamp)
-        except ValueError:
-            continue
-        if when < start:
-            return False
-        if kind in kinds:
-            return True
-    return False
