@@ -31,6 +31,24 @@ def detach(ctx, command):
     return proc.pid
 
 
+def hand_off(ctx, command, flow_name):
+    """As a hook: records the event, starts the flow detached and says so; returns True then.
+    Returns False for --foreground and --dry-run, which run the flow in this process."""
+    if ctx.args.foreground or ctx.args.dry_run:
+        return False
+    record_event(ctx.settings, command)  # first: a running flow hears of it at its next look
+    pid = detach(ctx, command)
+    ctx.out(f"hgs {command}: {flow_name} flow started in the background (pid {pid}); see {ctx.settings.paths.log_file}")
+    return True
+
+
+def start_flow_log(ctx):
+    """Starts the run's log; a dry run shows every 'would' line and writes no log file."""
+    if ctx.args.dry_run:
+        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read
+    return ctx.start_log(to_file=not ctx.args.dry_run)
+
+
 def mail_report(ctx, report, mailer, run_log):
     """Records the run in the history, then mails the summary and the full log when MAIL['when']
     asks; a mail failure is logged only. A dry run leaves no history."""

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from hgs.commands._flow import add_flow_arguments, record_event, mail_report
+from hgs.commands._flow import add_flow_arguments, mail_report, record_event, start_flow_log
 
 
 def add_arguments(parser):
@@ -21,9 +21,7 @@ def run(ctx):
     if not ctx.args.dry_run:
         record_event(settings, "doshutdown")
     bound_s = settings.timings.doshutdown_bound_s
-    if ctx.args.dry_run:
-        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read: show every 'would' line
-    run_log = ctx.start_log(to_file=not ctx.args.dry_run)
+    run_log = start_flow_log(ctx)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
     if not ctx.args.dry_run and not lock.acquire(kind="doshutdown"):

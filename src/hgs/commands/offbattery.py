@@ -1,7 +1,7 @@
 """hgs offbattery: the power is back; once it is stable, wake the hosts and start exactly
 the VMs that were running. Also the boot-time resume: with nothing shut down, it does nothing."""
 
-from hgs.commands._flow import add_flow_arguments, detach, mail_report, record_event
+from hgs.commands._flow import add_flow_arguments, hand_off, mail_report, start_flow_log
 
 LOCK_WAIT_S = 4 * 3600.0  # a running outage flow finishes first; every step of it is bounded
 
@@ -18,14 +18,9 @@ def run(ctx):
 
     settings = ctx.settings
     args = ctx.args
-    if not args.foreground and not args.dry_run:
-        record_event(settings, "offbattery")  # first: a running flow hears of it at its next look
-        pid = detach(ctx, "offbattery")
-        ctx.out(f"hgs offbattery: restore flow started in the background (pid {pid}); see {settings.paths.log_file}")
+    if hand_off(ctx, "offbattery", "restore"):
         return 0
-    if args.dry_run:
-        ctx.verbose = max(ctx.verbose, 1)
-    run_log = ctx.start_log(to_file=not args.dry_run)
+    run_log = start_flow_log(ctx)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
     if not args.dry_run and not lock.acquire(kind="restore"):

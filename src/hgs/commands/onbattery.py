@@ -1,6 +1,6 @@
 """hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
 
-from hgs.commands._flow import add_flow_arguments, detach, mail_report, record_event
+from hgs.commands._flow import add_flow_arguments, hand_off, mail_report, start_flow_log
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
 
@@ -17,14 +17,9 @@ def run(ctx):
 
     settings = ctx.settings
     args = ctx.args
-    if not args.foreground and not args.dry_run:
-        record_event(settings, "onbattery")  # first: a running flow hears of it at its next look
-        pid = detach(ctx, "onbattery")
-        ctx.out(f"hgs onbattery: outage flow started in the background (pid {pid}); see {settings.paths.log_file}")
+    if hand_off(ctx, "onbattery", "outage"):
         return 0
-    if args.dry_run:
-        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read: show every 'would' line
-    run_log = ctx.start_log(to_file=not args.dry_run)
+    run_log = start_flow_log(ctx)
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
     if not args.dry_run:
