@@ -104,9 +104,10 @@ class OutageFlow:
                 status = None
                 self.log.warning("UPS not readable during confirmation: %s", err)
             now = clock.wall()
-            back_at = now if status is not None and status.on_mains else None
-            event_back = self.d.last_event("offbattery", outage_since)
-            back_at = max(t for t in (back_at, event_back) if t is not None) if (back_at or event_back) else None
+            # the power came back when a reading says so now, or when a hook heard offbattery since
+            back = [t for t in (now if status is not None and status.on_mains else None,
+                                self.d.last_event("offbattery", outage_since)) if t is not None]
+            back_at = max(back, default=None)
             if back_at is not None:
                 failed_again = self.d.last_event("onbattery", back_at)
                 if failed_again is None or (status is not None and status.on_mains):
@@ -237,9 +238,9 @@ class OutageFlow:
         state.update(phase=statemod.SHUTTING_DOWN, snapshot=snapshot)
         self.save(state, "the snapshot")
         self.snapshot = snapshot
-        running_now = [v for v in vms.values()]
-        self.log.info("snapshot: %d running VM(s) to shut down: %s", len(running_now),
-                      names(sorted(v["name"] for v in running_now)) or "none")
+        self.running_now = vms  # what this run found running: the VMs to shut down
+        self.log.info("snapshot: %d running VM(s) to shut down: %s", len(vms),
+                      names(sorted(v["name"] for v in vms.values())) or "none")
         return snapshot
 
     def save(self, state, what):
@@ -494,7 +495,7 @@ class OutageFlow:
             return self.report
         self.take_snapshot(state)
         self.disable_ha(state)
-        groups = plan.build_groups(list(self.snapshot_running()), self.d.settings.vms)
+        groups = plan.build_groups(list(self.running_now.values()), self.d.settings.vms)
         b = self.budget(groups)
         self.log.info("point of no return: VM shutdowns begin; a power return now only queues the restore")
         self.shutdown_vms(groups, b)
@@ -508,16 +509,6 @@ class OutageFlow:
             self.report.fact(f"battery at the end: unknown ({err})")
         self.report.finish("site down" if not self.report.failed else "site down with failures")
         return self.report
-
-    def snapshot_running(self):
-        """The VMs of the snapshot that this run found running (the ones to shut down)."""
-        running = set()
-        for pool_uuid, view in self.pools.items():
-            try:
-                running |= {u for u, s in self.d.hypervisors[view.executor].power_states().items() if s == "running"}
-            except (RemoteError, XeCallError):
-                continue
-        return (vm for u, vm in self.snapshot["vms"].items() if u in running)
 
     def budget(self, groups):
         try:

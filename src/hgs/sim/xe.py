@@ -13,6 +13,7 @@ wrapper that ``write_xe_wrapper`` puts on an sshd's PATH does exactly that).
 
 import contextlib
 import os
+from functools import partial
 import stat
 import sys
 import time
@@ -375,25 +376,26 @@ class Xe:
                 vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None, busy_fails=False)
 
     def cmd_vm_shutdown(self, call):
-        # --multiple: one after another, each awaited; the selection shares the first one's transaction
-        chosen = None
-        while chosen is None or chosen:
-            with self._tx() as state:
-                if chosen is None:
-                    chosen = _vm_selection(state, call)
-                vm_uuid = chosen.pop(0)
-                wait_s, outcome = self._begin_shutdown(state, vm_uuid, call.flag("force"))
-            self._end_shutdown(vm_uuid, wait_s, outcome)
+        force = call.flag("force")
+        self._each_selected(call, lambda state, u: partial(self._end_shutdown, u,
+                                                           *self._begin_shutdown(state, u, force)))
 
     def cmd_vm_start(self, call):
+        on = call.params.get("on")
+        self._each_selected(call, lambda state, u: partial(self._wait, u, self._begin_start(state, u, on), "running"))
+
+    def _each_selected(self, call, begin):
+        """For each VM the call selects, one after another (--multiple: each awaited): runs
+        ``begin(state, uuid)`` in a transaction (the selection shares the first one's), then
+        the waiting step it returns, outside the lock."""
         chosen = None
         while chosen is None or chosen:
             with self._tx() as state:
                 if chosen is None:
                     chosen = _vm_selection(state, call)
                 vm_uuid = chosen.pop(0)
-                wait_s = self._begin_start(state, vm_uuid, call.params.get("on"))
-            self._wait(vm_uuid, wait_s, "running")
+                finish = begin(state, vm_uuid)
+            finish()
 
     def _begin_shutdown(self, state, vm_uuid, force):
         """Starts the shutdown task in the site state; returns (real seconds to wait, failure or None)."""
