@@ -12,7 +12,7 @@ from lab import run_hgs
 def test_help_explains_every_command():
     result = run_hgs("--help")
     assert result.returncode == 0
-    for command in ("onbattery", "offbattery", "doshutdown", "selftest", "status", "trust", "install", "demo",
+    for command in ("init", "onbattery", "offbattery", "doshutdown", "selftest", "status", "trust", "install", "demo",
                     "check-config", "testmail"):
         assert re.search(rf"{command}\s+\S", result.stdout), command
     assert "Exit codes: 0 ok, 1 failed, 2 usage or configuration error" in result.stdout

@@ -18,6 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # name -> (module, one sentence for --help)
 COMMANDS = {
+    "init": ("init", "Write a starter config from the shipped example, make hgs's SSH key, print the next steps."),
     "onbattery": ("onbattery", "The power failed: confirm the outage, then shut the VMs and hosts down cleanly."),
     "offbattery": ("offbattery", "The power is back: once stable, wake the hosts and start exactly the VMs that ran."),
     "doshutdown": ("doshutdown", "This box is about to halt: force every VM and host down now, within a bound."),
