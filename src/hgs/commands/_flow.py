@@ -1,4 +1,4 @@
-"""What the flow commands share: detaching from the hook, the lock, the mail at the end."""
+"""What the flow commands share: detaching from the hook, the lock, the notices, the mail at the end."""
 
 import os
 import subprocess
@@ -49,6 +49,55 @@ def start_flow_log(ctx):
     return ctx.start_log(to_file=not ctx.args.dry_run)
 
 
+RECENT_POWER_LOST_S = 24 * 3600.0
+
+
+def notifier(ctx, run_log):
+    """Returns this process's Notifier, made once (a dry run's only says what it would send);
+    Context.execute waits for its notices, each within its deadline, before the process ends."""
+    from hgs import mail as mailmod
+    from hgs import notify
+
+    if getattr(ctx, "notifier", None) is None:
+        settings = ctx.settings
+        kind = notify.DryRunNotifier if getattr(ctx.args, "dry_run", False) else notify.Notifier
+        ctx.notifier = kind(settings.notify, run_log.logger, run_log.run_id, os.path.abspath(ctx.config_path),
+                            mail=lambda subject, body: mailmod.send(settings.mail, subject, body))
+    return ctx.notifier
+
+
+def hook_notice(ctx, run_log, event):
+    """Sends the notice of a hook's event at once: power_lost always, power_back when an outage
+    was heard of or the site is down by hgs (not at every boot of this box)."""
+    from hgs import events
+    from hgs.errors import HgsError
+    from hgs.state import IDLE, StateFile
+
+    settings = ctx.settings
+    if event == "power_lost":
+        notifier(ctx, run_log).emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
+                                    f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
+        return
+    try:
+        phase = StateFile(settings.paths.state_dir).load().get("phase")
+    except HgsError:
+        phase = None
+    import time
+
+    heard = events.last(settings.paths.lock_dir, "onbattery", time.time() - RECENT_POWER_LOST_S) is not None
+    if phase not in (IDLE, None):
+        notifier(ctx, run_log).emit("power_back", "power back: once it is stable for "
+                                    f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the "
+                                    "VMs it shut down")
+    elif heard:
+        notifier(ctx, run_log).emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
+
+
+def watch(ctx, report, run_log):
+    """Connects a flow's report to the notices (outage_confirmed, ...)."""
+    report.on_event = notifier(ctx, run_log).emit
+
+
 def mail_report(ctx, report, mailer, run_log):
     """Records the run in the history, then mails the summary and the full log when MAIL['when']
     asks; a mail failure is logged only. A dry run leaves no history."""
@@ -56,6 +105,11 @@ def mail_report(ctx, report, mailer, run_log):
 
     from hgs import history, mail
 
+    from hgs import notify
+
+    outcome = notify.outcome(report)
+    if outcome is not None:
+        notifier(ctx, run_log).emit(*outcome)
     if "dry run" not in report.kind:
         history.record(ctx.settings.paths.state_dir, report, ctx.args.command, time.time())
     run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from hgs.commands._flow import add_flow_arguments, mail_report, record_event, start_flow_log
+from hgs.commands._flow import add_flow_arguments, mail_report, record_event, start_flow_log, watch
 
 
 def add_arguments(parser):
@@ -39,6 +39,7 @@ def run(ctx):
     log.warning("doshutdown: this box is halting: forcing every VM and host down within %.0f s", bound_s)
     deps, mailer, connections = runtime.build(settings, log, dry_run=ctx.args.dry_run, escalated=lambda: True)
     report = Report("forced shutdown (dry run)" if ctx.args.dry_run else "forced shutdown", run_log.run_id)
+    watch(ctx, report, run_log)
     flow = OutageFlow(deps, report)
     worker = threading.Thread(target=_run_flow, args=(flow, log), daemon=True)
     worker.start()
@@ -52,6 +53,8 @@ def run(ctx):
             connection.close()
     lock.release()
     mail_report(ctx, report, mailer, run_log)
+    if ctx.notifier is not None:  # the box halts right after: notices get what is left of the bound
+        ctx.notifier.close(max(0.0, bound_s - (time.monotonic() - start) - 0.5))
     ctx.out(report.summary().rstrip())
     return 1 if report.failed else 0
 

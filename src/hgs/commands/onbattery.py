@@ -1,6 +1,6 @@
 """hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
 
-from hgs.commands._flow import add_flow_arguments, hand_off, mail_report, start_flow_log
+from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
 
@@ -21,6 +21,7 @@ def run(ctx):
         return 0
     run_log = start_flow_log(ctx)
     log = run_log.logger
+    hook_notice(ctx, run_log, "power_lost")
     lock = SiteLock(settings.paths.lock_dir)
     if not args.dry_run:
         if not lock.acquire(kind="outage"):
@@ -36,6 +37,7 @@ def run(ctx):
     log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)
     report = Report("outage (dry run)" if args.dry_run else "outage", run_log.run_id)
+    watch(ctx, report, run_log)
     flow = OutageFlow(deps, report)
     try:
         if args.dry_run:

@@ -489,6 +489,7 @@ class OutageFlow:
             self.report.finish("stopped: power back during confirmation" if self.report.lines and
                                "came back" in self.report.lines[-1] else "stopped: outage not confirmed")
             return self.report
+        self.report.event("outage_confirmed", self.report.lines[-1] if confirm else f"{self.report.kind}: not waited for")
         self.discover()
         if not self.pools:
             self.report.finish("failed: no host answered", failed=True)
