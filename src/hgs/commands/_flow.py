@@ -94,8 +94,15 @@ def hook_notice(ctx, run_log, event):
 
 
 def watch(ctx, report, run_log):
-    """Connects a flow's report to the notices (outage_confirmed, ...)."""
+    """Connects a flow's report to the notices (outage_confirmed, ...) and, for a real run, to the
+    progress file `hgs status` reads (each VM and host as it is done)."""
+    from hgs import progress
+
     report.on_event = notifier(ctx, run_log).emit
+    if not getattr(ctx.args, "dry_run", False):
+        state_dir = ctx.settings.paths.state_dir
+        report.on_change = lambda changed: progress.write(state_dir, changed)
+        progress.write(state_dir, report)
 
 
 def mail_report(ctx, report, mailer, run_log):
