@@ -105,6 +105,17 @@ def watch(ctx, report, run_log):
         progress.write(state_dir, report)
 
 
+def write_metrics(settings, log):
+    """Writes METRICS['textfile'] for node_exporter, when set; a failure is logged only."""
+    from hgs import metrics
+
+    if settings.metrics.textfile:
+        try:
+            metrics.write_textfile(settings.metrics.textfile, settings.paths.state_dir)
+        except OSError as err:
+            log.error("metrics: cannot write %s: %s", settings.metrics.textfile, err.strerror or err)
+
+
 def mail_report(ctx, report, mailer, run_log):
     """Records the run in the history, then mails the summary and the full log when MAIL['when']
     asks; a mail failure is logged only. A dry run leaves no history."""
@@ -119,6 +130,7 @@ def mail_report(ctx, report, mailer, run_log):
         notifier(ctx, run_log).emit(*outcome)
     if "dry run" not in report.kind:
         history.record(ctx.settings.paths.state_dir, report, ctx.args.command, time.time())
+        write_metrics(ctx.settings, run_log.logger)
     run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,
                        " (FAILED)" if report.failed else "")
     settings = ctx.settings.mail

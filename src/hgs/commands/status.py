@@ -10,7 +10,10 @@ STATUS_BUDGET_S = 6.0
 
 
 def add_arguments(parser):
-    parser.add_argument("--json", action="store_true", help="print one JSON object (for monitoring)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object (for monitoring)")
+    output.add_argument("--prometheus", action="store_true",
+                        help="print metrics in Prometheus's text exposition format (UPS, hosts, phase, last runs)")
     parser.add_argument("--ups-only", action="store_true", help="only ask the UPS daemon (no SSH to the hosts)")
 
 
@@ -152,6 +155,11 @@ def run(ctx):
     failed = ups["error"] is not None or any(not h["reachable"] for h in report.get("hosts", []))
     if ctx.args.json:
         ctx.out(json.dumps(report, indent=2, sort_keys=True))
+        return 1 if failed else 0
+    if ctx.args.prometheus:
+        from hgs import metrics
+
+        ctx.stdout.write(metrics.from_status(report, metrics.last_runs(settings.paths.state_dir)))
         return 1 if failed else 0
     if status:
         ctx.out(f"UPS ({status.daemon} at {status.address}): {status.state.value}")
