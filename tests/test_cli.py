@@ -18,6 +18,18 @@ def test_help_explains_every_command():
     assert "Exit codes: 0 ok, 1 failed, 2 usage or configuration error" in result.stdout
 
 
+def test_help_texts_say_what_the_commands_do():
+    doshutdown = run_hgs("doshutdown", "--help").stdout
+    assert "detached" not in doshutdown and "always runs in this process" in doshutdown
+    assert "--config" not in run_hgs("demo", "--help").stdout
+    for argv in (["demo", "--config", "/etc/hgs/config.py"], ["--config", "/etc/hgs/config.py", "demo"]):
+        result = run_hgs(*argv)
+        assert result.returncode == 2 and "--config" in result.stderr, argv
+    status = run_hgs("status", "--help").stdout
+    assert "--prometheus" in status and "--json" in status
+    assert "--host NAME=ADDRESS[:PORT][,MAC]" in run_hgs("init", "--help").stdout
+
+
 def test_version():
     result = run_hgs("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"hgs {__version__}"

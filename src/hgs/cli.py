@@ -38,10 +38,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"hgs: error: {message}\n")
 
 
-def _common(parser, suppress):
+NO_CONFIG = {"demo"}  # commands that bring their own configuration
+
+
+def _common(parser, suppress, config=True):
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", metavar="PATH", default=default,
-                        help="the configuration module (default: /etc/hgs/config.py)")
+    if config:
+        parser.add_argument("--config", metavar="PATH", default=default,
+                            help="the configuration module (default: /etc/hgs/config.py)")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
                         help="more detail on stderr (-vv for debug)")
 
@@ -60,7 +64,7 @@ def build_parser():
     for name, (module_name, summary) in COMMANDS.items():
         module = importlib.import_module(f"hgs.commands.{module_name}")
         command_parser = sub.add_parser(name, help=summary, description=summary)
-        _common(command_parser, suppress=True)
+        _common(command_parser, suppress=True, config=name not in NO_CONFIG)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_module=module)
     return parser
@@ -72,6 +76,9 @@ def main(argv=None):
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command in NO_CONFIG and args.config:
+        parser.exit(EXIT_USAGE, f"hgs: error: {args.command} takes no --config: it writes its own for its simulated "
+                                "site\n")
     from hgs.commands import Context
 
     return Context(args).execute(args._module)

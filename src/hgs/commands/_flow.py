@@ -7,13 +7,16 @@ import sys
 from hgs.errors import MailError
 
 
-def add_flow_arguments(parser):
+def add_flow_arguments(parser, detaches=True):
+    """The flow options; ``detaches`` is False for doshutdown, which always runs in its own process."""
     parser.add_argument("--dry-run", action="store_true",
                         help="rehearse: real reads (UPS, SSH, xe lists), no change anywhere, waits treated as done; "
                              "prints the timeline")
     parser.add_argument("--foreground", action="store_true",
                         help="run the flow in this process (by default a hook's call returns at once and the flow "
-                             "runs detached, logging to the log file)")
+                             "runs detached, logging to the log file)" if detaches else
+                        "accepted and ignored: doshutdown always runs in this process and returns within "
+                        "TIMINGS['doshutdown_bound_s']")
 
 
 def record_event(settings, event):

@@ -7,7 +7,7 @@ from hgs.commands._flow import add_flow_arguments, mail_report, record_event, st
 
 
 def add_arguments(parser):
-    add_flow_arguments(parser)
+    add_flow_arguments(parser, detaches=False)
 
 
 def run(ctx):

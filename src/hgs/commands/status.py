@@ -127,6 +127,10 @@ def host_groups(settings, hosts):
     return {vm["uuid"]: index for index, group in enumerate(groups, 1) for vm in group}
 
 
+def _article(word):
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _vm_line(vm):
     tools = "tools" if vm["tools"] else "NO TOOLS (forced)"
     group = f", shutdown group {vm['group']}" if vm.get("group") else ""
@@ -190,7 +194,7 @@ def run(ctx):
         flow = report["running_flow"]
         ctx.out(f"phase: {report['phase'] or 'unknown'}"
                 + (f" ({report['snapshot_vms']} VMs in the snapshot)" if report["snapshot_vms"] else "")
-                + (f"; a {flow['kind']} flow is running (pid {flow['pid']})" if flow else ""))
+                + (f"; {_article(flow['kind'])} {flow['kind']} flow is running (pid {flow['pid']})" if flow else ""))
         if report["state_error"]:
             ctx.out(f"  {report['state_error']}")
         if report["snapshot"]:
