@@ -8,7 +8,7 @@ import subprocess
 import sys
 import zipfile
 
-from lab import REPO, run_hgs
+from lab import HGS, REPO, run_hgs
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": True},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:0e:01"},
@@ -116,3 +116,25 @@ def test_the_wheel_ships_the_example_config(tmp_path):
         shipped = archive.read("hgs/data/config.example.py").decode()
     assert shipped == (REPO / "config.example.py").read_text()
     assert re.search(r"^HOSTS = \[", shipped, re.M)
+
+
+def test_init_asks_in_a_terminal(tmp_path):
+    import pty
+
+    config = tmp_path / "hgs" / "config.py"
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([HGS,
+                                 "init", "--config", str(config)], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.write(master, b"nut\n\nxen1\nxen1=10.0.0.1,aa:bb:cc:dd:ee:01\nxen1=10.0.0.2\n\nops@example.com\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, out + err
+    assert "UPS daemon (apcupsd or nut) [apcupsd]:" in out and "nut address [ups@127.0.0.1:3493]:" in out
+    assert "expected NAME=ADDRESS" in err and "already a host called 'xen1'" in err  # refused, asked again
+    text = config.read_text()
+    assert '"daemon": "nut"' in text and '"address": "ups@127.0.0.1:3493"' in text
+    assert '"name": "xen1"' in text and '"to": ["ops@example.com"]' in text

@@ -140,3 +140,46 @@ def test_emit_returns_at_once_and_close_stops_at_the_deadline(tmp_path):
     quiet = Notifier(NotifySettings(command=(str(script),), events=("failure",)), log, "r3")
     quiet.emit("power_lost", "not wanted")
     assert quiet.threads == []
+
+
+def test_power_lost_is_mailed_at_once_through_postfix(site_lab, tmp_path, postfix):
+    marker = f"hgs-notify-{os.getpid()}-{time.monotonic_ns()}"
+    extra = (f"NOTIFY = {{'mail_events': ['power_lost']}}\n"
+             f"MAIL = {{'when': 'never', 'to': ['root'], 'subject_tag': '[{marker}]'}}\n")
+    lab = site_lab(SCENARIO, ups_state="online", extra=extra)  # the power is back before the confirmation ends
+    result = lab.hgs("onbattery", "--foreground")
+    assert result.returncode == 0 and "power back during confirmation" in result.stdout
+    message = postfix.wait_for_text(marker)
+    import email
+
+    subject = " ".join(email.message_from_string(message.split("\n", 1)[1])["Subject"].split())
+    assert subject.startswith(f"[{marker}] power lost: the UPS runs on battery; hgs confirms the outage"), subject
+    assert "event power_lost at " in message
+    assert "notify: power_lost: power lost" in lab.log_text()
+
+
+def test_a_dry_run_only_says_which_notices_it_would_send(site_lab, tmp_path):
+    lab, out = _lab(site_lab, tmp_path, RECORDER, 5)
+    result = lab.hgs("onbattery", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dry run: would notify power_lost: power lost" in result.stderr
+    assert "dry run: would notify outage_confirmed" in result.stderr
+    assert "dry run: would notify site_down" in result.stderr
+    assert not out.exists()
+
+
+def test_notify_settings_are_checked(make_config):
+    from lab import run_hgs
+
+    config = make_config(extra="NOTIFY = {'command': '', 'timout_s': 3, 'events': ['power_lost', 'site_dwn']}\n")
+    result = run_hgs("--config", str(config), "check-config")
+    assert result.returncode == 2
+    assert "At 'NOTIFY.command': expected a program to run" in result.stderr
+    assert "At 'NOTIFY.timout_s': unknown setting (did you mean 'timeout_s'?)" in result.stderr
+    assert "At 'NOTIFY.events': entry 1: expected one of" in result.stderr and "'site_down'" in result.stderr
+    good = make_config(extra="NOTIFY = {'command': '/usr/local/bin/notify --to ops', 'mail_events': ['power_lost']}\n"
+                             "METRICS = {'textfile': 'metrics/hgs.prom'}\n", name="good.py")
+    shown = run_hgs("--config", str(good), "check-config")
+    assert shown.returncode == 0, shown.stderr
+    assert "NOTIFY.command = ('/usr/local/bin/notify', '--to', 'ops')" in shown.stdout
+    assert f"METRICS.textfile = {str(good.parent / 'metrics' / 'hgs.prom')!r}" in shown.stdout

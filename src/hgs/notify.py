@@ -132,7 +132,7 @@ class Notifier:
                 run_command(self.settings.command, env, self.settings.timeout_s, self.log, event)
             if self.mail is not None and event in self.settings.mail_events:
                 try:
-                    self.mail(f"{event.replace('_', ' ')}: {env['HGS_SUMMARY']}",
+                    self.mail(env["HGS_SUMMARY"],
                               f"{env['HGS_SUMMARY']}\n\nevent {event} at {env['HGS_TIME']} on {env['HGS_HOST']}, "
                               f"run {env['HGS_RUN_ID']}\n")
                 except Exception as err:  # logged; the notice by command went on regardless

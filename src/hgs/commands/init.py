@@ -200,9 +200,14 @@ def gather(args, interactive):
                     break
                 continue
             try:
-                hosts.append(parse_host(line))
+                host = parse_host(line)
             except InitError as err:
                 print(f"  {err}", file=sys.stderr)
+                continue
+            if any(h.name == host.name for h in hosts):
+                print(f"  there is already a host called {host.name!r}", file=sys.stderr)
+                continue
+            hosts.append(host)
     if not hosts:
         raise InitError("no host given: pass --host NAME=ADDRESS[:PORT][,MAC] once per host "
                         "(or run hgs init in a terminal to be asked)")
