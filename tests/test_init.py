@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 from lab import HGS, REPO, run_hgs
 
@@ -107,15 +108,31 @@ def test_init_refuses_bad_input_clearly(tmp_path):
         assert not config.exists()
 
 
-def test_the_wheel_ships_the_example_config(tmp_path):
+def test_the_wheel_ships_the_example_config_and_init_runs_from_it(tmp_path):
     out = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)], check=True,
+                   capture_output=True, timeout=300)
     wheel = next(out.glob("hgs-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("hgs/data/config.example.py").decode()
     assert shipped == (REPO / "config.example.py").read_text()
-    assert re.search(r"^HOSTS = \[", shipped, re.M)
+    # installed from the wheel alone (no source tree): paramiko and wakeonlan come from the test venv
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    deps = next(p for p in sys.path if p.endswith("site-packages") and (Path(p) / "paramiko").is_dir())
+    (site / "test-deps.pth").write_text(deps + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import hgs; print(hgs.__file__)"], check=True,
+                           capture_output=True, text=True).stdout
+    assert where.startswith(str(site)), where
+    config = tmp_path / "etc" / "config.py"
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "hgs", "init", "--config", str(config),
+                             "--host", "xen1=192.168.1.10,aa:bb:cc:dd:ee:01"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config.read_text().endswith(shipped.split("# --- Which VMs", 1)[1])  # the rest of the example, as shipped
 
 
 def test_init_asks_in_a_terminal(tmp_path):
