@@ -105,7 +105,7 @@ def test_init_refuses_bad_input_clearly(tmp_path):
         result = _init(config, *options)
         assert result.returncode == 2, (options, result.stdout, result.stderr)
         assert phrase in result.stderr and "Traceback" not in result.stderr, (options, result.stderr)
-        assert not config.exists()
+        assert not config.parent.exists()  # nothing written, not even the folder
 
 
 def test_the_wheel_ships_the_example_config_and_init_runs_from_it(tmp_path):

@@ -282,20 +282,21 @@ def run(ctx):
     folder = os.path.dirname(path)
     interactive = sys.stdin.isatty() and (not args.host or not args.ups_daemon)
     config_exists = os.path.exists(path)
-    written = False
+    answers = None
+    if not config_exists or args.force:
+        answers = gather(args, interactive)  # bad answers stop here, before anything is written
     try:
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700)
             os.chmod(folder, 0o700)
             ctx.out(f"hgs init: made the folder {folder} (mode 0700)")
-        if config_exists and not args.force:
+        if answers is None:
             ctx.out(f"hgs init: {path} exists: kept as it is (--force writes a new one from the example)")
         else:
-            daemon, address, hosts, mail_to = gather(args, interactive)
+            daemon, address, hosts, mail_to = answers
             text = render(daemon, address, hosts, mail_to, folder)
             _validate(text, folder)
             write_private(path, text.encode(), 0o600)
-            written = True
             ctx.out(f"hgs init: {'replaced' if config_exists else 'wrote'} {path} from the example shipped with hgs "
                     f"(UPS: {daemon} at {address}; hosts: {', '.join(h.name for h in hosts)})")
         key_path = os.path.join(folder, "id_ed25519")
@@ -308,7 +309,7 @@ def run(ctx):
     except OSError as err:
         raise InitError(f"cannot write in {folder}: {err.strerror or err} (run hgs init as root, or pick another "
                         "--config)") from None
-    _next_steps(ctx, path, public, written)
+    _next_steps(ctx, path, public)
     return 0
 
 
@@ -328,7 +329,7 @@ def _validate(text, folder):
         os.unlink(tmp)
 
 
-def _next_steps(ctx, path, public, written):
+def _next_steps(ctx, path, public):
     from hgs import config as config_module
 
     opt = "" if path == config_module.DEFAULT_CONFIG_PATH else f" --config {path}"
