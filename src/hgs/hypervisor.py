@@ -135,19 +135,40 @@ class Hypervisor:
                 for r in xe.parse_records(self._run(xe.host_list()))]
 
     def vms(self, running_only=True):
-        """Returns the guests (VmInfo); records are cross-checked against a --minimal uuid list."""
-        known = set(xe.parse_minimal(self._run(xe.vm_uuids())))
-        text = self._run(xe.vm_list_running() if running_only else xe.vm_list_all())
+        """Returns the guests (VmInfo), running ones only by default.
+
+        Every record is checked against a --minimal uuid list of the same selection. A listing
+        in which a VM name forges records (see ``xe.forged``) is logged as an error, and the VMs
+        concerned are read again field by field (vm-param-get: one value, no other VM's text).
+        """
+        known = set(xe.parse_minimal(self._run(xe.vm_uuids(running_only))))
+        records = xe.parse_records(self._run(xe.vm_list_running() if running_only else xe.vm_list_all()))
+        reread, rename = xe.forged(records, known)
+        if reread or rename:
+            self.log.error("%s: FORGED xe records: a VM name contains record text claiming other VMs (%d record(s) "
+                           "for %d uuid(s) listed twice or outside the listing); reading %s again field by field",
+                           self.host.name, sum(1 for r in records if r.get("uuid") in reread or
+                                               r.get("uuid", "") not in known), len(reread),
+                           ", ".join(sorted(reread | rename)))
         found = {}
-        for record in xe.parse_records(text):
+        for record in records:
             vm_uuid = record.get("uuid", "")
             if vm_uuid not in known or vm_uuid in found or not xe.UUID.match(vm_uuid):
-                continue  # a record forged by text inside a VM name, or a duplicate
+                continue  # outside the selection (forged, or changed since the --minimal list)
+            if vm_uuid in reread:
+                record = {key: self._param(vm_uuid, key) for key in xe.VM_PARAMS.split(",") if key != "uuid"}
+                if running_only and record["power-state"] != "running":
+                    continue
+            elif vm_uuid in rename:
+                record = dict(record, **{"name-label": self._param(vm_uuid, "name-label")})
             resident = record.get("resident-on", "")
             found[vm_uuid] = VmInfo(vm_uuid, record.get("name-label", ""), record.get("power-state", ""),
                                     resident if xe.UUID.match(resident) else None, _int(record.get("order")),
                                     _int(record.get("start-delay")), record.get("PV-drivers-detected") == "true")
         return list(found.values())
+
+    def _param(self, vm_uuid, key):
+        return xe.param_value(self._run(xe.vm_param_get(vm_uuid, key)))
 
     def power_states(self):
         """Returns {vm uuid: power state} for every guest: ONE xe call, whatever the VM count."""

@@ -59,7 +59,7 @@ class Context:
         except Exception as err:  # a crash is a bug: say so, keep the traceback in the log
             detail = traceback.format_exc()
             if self.run_log:
-                self.run_log.logger.error("internal error: %s\n%s", err, detail)
+                self.run_log.logger.error("internal error: %s", err, exc_info=True)
                 where = "the log"
             else:
                 where = "the output above"

@@ -39,7 +39,9 @@ class Checks:
         return any(kind == "FAIL" for kind, _, _ in self.items)
 
     def lines(self):
-        return [f"{kind:<4}  {name}: {text}" for kind, name, text in self.items]
+        from hgs.text import shown
+
+        return [f"{kind:<4}  {shown(name)}: {shown(text)}" for kind, name, text in self.items]
 
 
 def check_ups(settings, checks):
