@@ -272,8 +272,30 @@ def _run_module(path, check_owner):
     except Exception as err:  # any mistake in the user's module is a config problem
         line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__)) if f.filename == str(path)), None)
         where = f"line {line}: " if line else ""
-        raise ConfigError(path, [f"{where}running the file raised {type(err).__name__}: {err}"]) from None
+        text = _without_secrets(str(err), namespace)
+        raise ConfigError(path, [f"{where}running the file raised {type(err).__name__}: {text}"]) from None
     return namespace
+
+
+def _without_secrets(text, namespace):
+    """Returns ``text`` with every secret value the module had set by then replaced by '********'
+    (e.g. int(UPS['password']) raises a ValueError that quotes the password)."""
+    values = []
+    for section, (fields, _) in SECTIONS.items():
+        raw = namespace.get(section)
+        entries = raw if isinstance(raw, (list, tuple)) else [raw]
+        for entry in entries:
+            if isinstance(entry, dict):
+                values += [entry.get(k) for k, f in fields.items() if f.secret and k in entry]
+    for value in values:
+        try:
+            forms = {str(value), repr(value)} if value is not None else set()
+        except Exception:  # an object whose str() fails cannot have been quoted either
+            continue
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                text = text.replace(form, "********")
+    return text
 
 
 def _settings_from(namespace, path):
@@ -327,8 +349,8 @@ def _section(raw, where, fields, problems, base):
             continue
         try:
             value = field.check(value)
-        except Invalid as err:
-            problems.at(f"{where}.{key}", str(err))
+        except Invalid as err:  # a secret's message never quotes the value, whatever its check says
+            problems.at(f"{where}.{key}", checks.secret_problem(value) if field.secret else str(err))
             continue
         if field.path and isinstance(value, str):
             value = str(base / value) if not os.path.isabs(value) else value
