@@ -13,7 +13,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgs import checks
+from hgs import checks, permissions
 from hgs.checks import Invalid
 from hgs.errors import ConfigError
 
@@ -240,26 +240,33 @@ def load(path=DEFAULT_CONFIG_PATH, check_owner=None):
 def _run_module(path, check_owner):
     if check_owner is None:
         check_owner = os.geteuid() == 0
+    # opened once: the checks are made on the open file and the source is read from it, so the
+    # file checked is the file run (a check by path then a read by path could be swapped between)
     try:
-        info = path.stat()
-        source = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError:
         hint = " (copy config.example.py there and edit it)" if str(path) == DEFAULT_CONFIG_PATH else ""
         raise ConfigError(path, [f"the file does not exist{hint}"]) from None
     except OSError as err:
         raise ConfigError(path, [f"the file cannot be read: {err.strerror}"]) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(path, ["not a regular file"])
-    if check_owner:
-        problems = []
-        if info.st_uid != 0:
-            problems.append(f"the file must be owned by root (it is owned by uid {info.st_uid}): chown root {path}")
-        if info.st_mode & 0o022:
-            problems.append(
-                f"the file must not be writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): chmod go-w {path}"
-            )
-        if problems:
-            raise ConfigError(path, problems)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(path, ["not a regular file"])
+        if check_owner:
+            problems = []
+            if info.st_uid != 0:
+                problems.append(f"the file must be owned by root (it is owned by uid {info.st_uid}): chown root {path}")
+            if info.st_mode & 0o022:
+                problems.append(f"the file must not be writable by group or others (mode "
+                                f"{stat.S_IMODE(info.st_mode):04o}): chmod go-w {path}")
+            problems += permissions.folder_problems(os.path.realpath(path), {0})
+            if problems:
+                raise ConfigError(path, problems)
+        try:
+            source = handle.read()
+        except OSError as err:
+            raise ConfigError(path, [f"the file cannot be read: {err.strerror}"]) from None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as err:

@@ -1,18 +1,21 @@
 """SSH to a host: one connection, many channels, hgs's own deadline on every command.
 
 Host keys are pinned (hgs's known_hosts file, RejectPolicy): an unknown or changed key is a
-clear, fatal error for that host. Authentication is by key only. ``run`` enforces a real
+clear, fatal error for that host, and so is a key or known_hosts file that another user could
+write (or read, for the key): both are opened, checked and handed to paramiko as that open file. Authentication is by key only. ``run`` enforces a real
 deadline (paramiko's timeout is per read) and drains stdout and stderr while waiting, so a
 chatty command cannot deadlock. ``start`` returns a ``Stream`` whose output lines are read as
 they come, for a batch of parallel xe calls in one channel.
 """
 
 import logging
+import os
 import shlex
 import socket
 import threading
 import time
 
+from hgs import permissions
 from hgs.errors import HgsError
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
@@ -26,6 +29,11 @@ class RemoteError(HgsError):
 
 class HostKeyError(RemoteError):
     """The host's key is not pinned, or it changed: a fatal error for that host."""
+
+
+class UnsafeTrustFile(HostKeyError):
+    """The SSH key or hgs's known_hosts (or a folder above them) is open to other users: refused,
+    not retried, with the command that fixes it."""
 
 
 class RemoteTimeout(RemoteError):
@@ -115,53 +123,82 @@ class Connection:
                 self.client.close()
                 self.client = None
             client = paramiko.SSHClient()
+            files = []  # the key and known_hosts, open and checked: paramiko reads these very files
             try:
-                client.load_host_keys(self.host.known_hosts_file)
-            except FileNotFoundError:
-                pass  # no pinned keys yet: the connect below refuses with a clear message
-            except (OSError, paramiko.SSHException) as err:
-                raise RemoteError(f"{self.where}: cannot read {self.host.known_hosts_file}: {err}") from None
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            try:
-                client.connect(
-                    self.host.address, port=self.host.ssh_port, username=self.host.ssh_user,
-                    key_filename=self.host.ssh_key_file, passphrase=self.host.ssh_key_passphrase,
-                    look_for_keys=False, allow_agent=False, timeout=self.connect_timeout_s,
-                    banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
-                    channel_timeout=self.connect_timeout_s,
-                )
-            except paramiko.BadHostKeyException as err:
+                return self._connect(client, files)
+            except BaseException:
                 client.close()
-                raise HostKeyError(
-                    f"{self.where}: the host key CHANGED (now {err.key.get_name()} "
-                    f"SHA256:{_fingerprint(err.key)}, pinned SHA256:{_fingerprint(err.expected_key)}); refusing to "
-                    f"connect. If the host was reinstalled, run 'hgs trust {self.host.name} --replace'") from None
-            except paramiko.SSHException as err:
-                client.close()
-                text = str(err)
-                if "not found in known_hosts" in text:
-                    raise HostKeyError(f"{self.where}: the host key is not pinned in {self.host.known_hosts_file}; "
-                                       f"run 'hgs trust {self.host.name}'") from None
-                if isinstance(err, paramiko.AuthenticationException):
-                    raise RemoteError(f"{self.where}: authentication with {self.host.ssh_key_file} failed; is its "
-                                      "public key in the host's authorized_keys?") from None
-                raise RemoteError(f"{self.where}: SSH failed: {text}") from None
-            except FileNotFoundError:
-                client.close()
-                raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
-            except (socket.timeout, TimeoutError):
-                client.close()
-                raise RemoteError(f"{self.where}: no answer within {self.connect_timeout_s:g} s") from None
-            except (OSError, EOFError) as err:
-                client.close()
-                raise RemoteError(f"{self.where}: cannot connect ({getattr(err, 'strerror', None) or err})") from None
-            transport = client.get_transport()
-            transport.set_keepalive(15)
-            self.client = client
-            self.connects += 1
-            if self.log:
-                self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
-            return transport
+                raise
+            finally:
+                for fd in files:
+                    os.close(fd)
+
+    def _open_trusted(self, path, what, private, files):
+        """Opens a file that decides trust (checked on the open descriptor); returns a path to it."""
+        try:
+            fd = permissions.open_checked(path, what, private=private)
+        except permissions.UnsafeFile as err:
+            raise UnsafeTrustFile(f"{self.where}: refusing to connect: {err}") from None
+        files.append(fd)
+        return permissions.fd_path(fd)
+
+    def _connect(self, client, files):
+        import paramiko
+
+        try:
+            client.load_host_keys(self._open_trusted(self.host.known_hosts_file, "hgs's known_hosts", False, files))
+        except FileNotFoundError:
+            pass  # no pinned keys yet: the connect below refuses with a clear message
+        except (OSError, paramiko.SSHException) as err:
+            raise RemoteError(f"{self.where}: cannot read {self.host.known_hosts_file}: {err}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            key_file = self._open_trusted(self.host.ssh_key_file, "the SSH key", True, files)
+        except FileNotFoundError:
+            raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
+        except OSError as err:
+            raise RemoteError(f"{self.where}: cannot read the key file {self.host.ssh_key_file} "
+                              f"({err.strerror or err})") from None
+        try:
+            client.connect(
+                self.host.address, port=self.host.ssh_port, username=self.host.ssh_user,
+                key_filename=key_file, passphrase=self.host.ssh_key_passphrase,
+                look_for_keys=False, allow_agent=False, timeout=self.connect_timeout_s,
+                banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
+                channel_timeout=self.connect_timeout_s,
+            )
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise HostKeyError(
+                f"{self.where}: the host key CHANGED (now {err.key.get_name()} "
+                f"SHA256:{_fingerprint(err.key)}, pinned SHA256:{_fingerprint(err.expected_key)}); refusing to "
+                f"connect. If the host was reinstalled, run 'hgs trust {self.host.name} --replace'") from None
+        except paramiko.SSHException as err:
+            client.close()
+            text = str(err)
+            if "not found in known_hosts" in text:
+                raise HostKeyError(f"{self.where}: the host key is not pinned in {self.host.known_hosts_file}; "
+                                   f"run 'hgs trust {self.host.name}'") from None
+            if isinstance(err, paramiko.AuthenticationException):
+                raise RemoteError(f"{self.where}: authentication with {self.host.ssh_key_file} failed; is its "
+                                  "public key in the host's authorized_keys?") from None
+            raise RemoteError(f"{self.where}: SSH failed: {text}") from None
+        except FileNotFoundError:
+            client.close()
+            raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise RemoteError(f"{self.where}: no answer within {self.connect_timeout_s:g} s") from None
+        except (OSError, EOFError) as err:
+            client.close()
+            raise RemoteError(f"{self.where}: cannot connect ({getattr(err, 'strerror', None) or err})") from None
+        transport = client.get_transport()
+        transport.set_keepalive(15)
+        self.client = client
+        self.connects += 1
+        if self.log:
+            self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
+        return transport
 
     def _open_channel(self):
         import paramiko
