@@ -170,6 +170,17 @@ class Hypervisor:
     def _param(self, vm_uuid, key):
         return xe.param_value(self._run(xe.vm_param_get(vm_uuid, key)))
 
+    def vm_networks(self):
+        """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
+        from hgs.addresses import parse_networks
+
+        out = {}
+        for record in xe.parse_records(self._run(xe.vm_networks())):
+            found = parse_networks(record.get("networks", ""))
+            if xe.UUID.match(record.get("uuid", "")) and found:
+                out.setdefault(record["uuid"], found)
+        return out
+
     def power_states(self):
         """Returns {vm uuid: power state} for every guest: ONE xe call, whatever the VM count."""
         return {r["uuid"]: r.get("power-state", "") for r in xe.parse_records(self._run(xe.vm_power_states()))
@@ -275,6 +286,17 @@ class DryRunHypervisor:
         except RemoteError as err:
             self._absent(err)
             return []
+
+    def vm_networks(self):
+        """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
+        from hgs.addresses import parse_networks
+
+        out = {}
+        for record in xe.parse_records(self._run(xe.vm_networks())):
+            found = parse_networks(record.get("networks", ""))
+            if xe.UUID.match(record.get("uuid", "")) and found:
+                out.setdefault(record["uuid"], found)
+        return out
 
     def power_states(self):
         try:

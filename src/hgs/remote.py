@@ -99,8 +99,9 @@ class Stream:
 class Connection:
     """One SSH connection to a host (HostSettings); reconnects when the transport died."""
 
-    def __init__(self, host, connect_timeout_s=10.0, log=None):
+    def __init__(self, host, connect_timeout_s=10.0, log=None, addresses=None):
         self.host = host
+        self.addresses = addresses  # an AddressBook: the kept address when the name does not resolve
         self.connect_timeout_s = connect_timeout_s
         self.log = log
         self.client = None
@@ -161,7 +162,7 @@ class Connection:
                               f"({err.strerror or err})") from None
         try:
             client.connect(
-                self.host.address, port=self.host.ssh_port, username=self.host.ssh_user,
+                self.host.address, port=self.host.ssh_port, username=self.host.ssh_user, sock=self._socket(),
                 key_filename=key_file, passphrase=self.host.ssh_key_passphrase,
                 look_for_keys=False, allow_agent=False, timeout=self.connect_timeout_s,
                 banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
@@ -199,6 +200,22 @@ class Connection:
         if self.log:
             self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
         return transport
+
+    def _socket(self):
+        """Returns a socket connected to the host's address from the AddressBook (its last known
+        address when the name does not resolve), or None to let paramiko connect by the address
+        as configured. The host key is still looked up under the configured name."""
+        from hgs.addresses import LookupFailed
+
+        if self.addresses is None:
+            return None
+        try:
+            address = self.addresses.address(self.host.address)
+        except LookupFailed as err:
+            raise RemoteError(f"{self.where}: {err}") from None
+        if address == self.host.address:
+            return None
+        return socket.create_connection((address, self.host.ssh_port), timeout=self.connect_timeout_s)
 
     def _open_channel(self):
         import paramiko

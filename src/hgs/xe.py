@@ -46,6 +46,11 @@ def vm_uuids(running_only=False):
     return ("vm-list",) + (("power-state=running",) if running_only else ()) + ("is-control-domain=false", "--minimal")
 
 
+def vm_networks():
+    """The addresses the guests' tools report (to see whether a VM serves the site's DNS)."""
+    return ("vm-list", "power-state=running", "is-control-domain=false", "params=uuid,networks")
+
+
 def vm_param_get(vm_uuid, param):
     """One field of one VM: the output is the value alone, so no other VM's text can reach it."""
     if param not in VM_PARAMS.split(","):

@@ -90,6 +90,15 @@ def check_hosts(settings, checks, log):
     return results
 
 
+def check_names(settings, checks, log, results):
+    """Resolves and keeps the host names now (see hgs.addresses); warns about a DNS server the
+    outage may shut down."""
+    from hgs import addresses
+
+    for text in addresses.selftest_warnings(settings, log, results):
+        checks.warn("host names", text)
+
+
 def check_sendmail(settings, checks):
     path = settings.mail.sendmail_path
     if settings.mail.when == "never":
@@ -162,6 +171,7 @@ def run(ctx):
     checks.ok("config", f"{settings.source} is valid ({len(settings.hosts)} host(s))")
     status = check_ups(settings, checks)
     results = check_hosts(settings, checks, log)
+    check_names(settings, checks, log, results)
     check_sendmail(settings, checks)
     check_plan(settings, checks, status, results)
     check_state(ctx, settings, checks, status)
