@@ -7,11 +7,9 @@ The end-to-end test runs hgs in its own mount namespace with an /etc/hosts the t
 
 import json
 import logging
-import os
 import stat
 import subprocess
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +20,8 @@ from hgs.hypervisor import Hypervisor
 from hgs.probe import Prober
 from hgs.remote import Result
 from lab import HGS, wait_for, write
+
+fault = pytest.mark.fault
 
 
 class Names:
@@ -113,6 +113,8 @@ def banner_server(hostile_server):
     return hostile_server(ssh)
 
 
+@fault('a host name that stops resolving while the host runs',
+       "probed at its kept address; a failed lookup is never 'down'")
 def test_a_host_whose_name_no_longer_resolves_is_never_down(tmp_path, hostile_server):
     port = banner_server(hostile_server)
     host = SimpleNamespace(name="xen1", address="xen1.lan", ssh_port=port, down_check="ssh")
@@ -190,6 +192,8 @@ def hgs_in_namespace(lab, hosts_file, nsswitch, *args):
     return subprocess.run(argv, capture_output=True, text=True, timeout=180)
 
 
+@fault('hosts configured by name; name resolution dies with the VMs (the DNS server is a VM of the pool)',
+       "outage ends 'site down', restore ends restored, through the addresses kept at each start")
 def test_outage_and_restore_by_names_while_name_resolution_dies_with_the_vms(site_lab, tmp_path):
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.fail("unshare -m does not work here: the test needs mount namespaces (run as root)")

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,8 @@ from hgs.log import RunLog
 from hgs.remote import Result
 from hgs.sim.site import SiteStore
 from hgs.sim.xe import Xe
+
+fault = pytest.mark.fault
 
 U = "00000000-0000-4000-8000-0000000000{:02d}".format
 FORGER, HALTED, TOOLED, NOTOOLS, DC, VICTIM = (U(i) for i in range(1, 7))
@@ -122,6 +125,8 @@ def test_a_plain_site_is_selected_as_it_is(tmp_path):
     assert not any(argv[0] == "vm-param-get" for argv in connection.calls)  # no extra call on a clean listing
 
 
+@fault("VM names forging xe records for other VMs: a halted VM 'running', tools 'false', a name on leave_alone (property-based)",
+       'snapshot, forced-at-once and left-alone sets unchanged; forged VMs read again field by field')
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=forged_records())
 def test_names_forging_records_change_neither_the_snapshot_nor_the_forced_nor_the_left_alone(name):
@@ -148,6 +153,8 @@ def test_the_forgeries_of_the_report_are_refused_and_logged_loudly(tmp_path):
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d test-run (DEBUG|INFO|WARNING|ERROR) ")
 
 
+@fault("a VM name with a newline, CR, ESC, U+2028 (a fake log line, a fake 'all well')",
+       'escaped in the log, the report and the mail: every log line is a real one')
 def test_a_name_cannot_write_a_log_line_a_mail_line_or_a_terminal_escape(tmp_path):
     fake = "2026-12-05 08:00:00 test-run INFO    outage flow finished: site down"
     name = f"evil\n{fake}\r\x1b[2J\u2028all well"

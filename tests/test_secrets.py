@@ -8,6 +8,8 @@ from hgs import config
 from hgs.errors import ConfigError
 from lab import run_hgs, write
 
+fault = pytest.mark.fault
+
 MARK = "Zq7-SECRET"
 SECRETS = sorted((section, key) for section, (fields, _) in config.SECTIONS.items()
                  for key, field in fields.items() if field.secret)
@@ -48,6 +50,8 @@ def leaked(value, text):
     return [p for p in parts if p in text]
 
 
+@fault('a wrong UPS password or key passphrase: line breaks, wrong types (property-based, every secret field)',
+       'the config error names the field, never the value')
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(SECRETS), value=hostile)
 def test_a_wrong_secret_is_named_by_its_field_never_shown(tmp_path, field, value):

@@ -18,6 +18,8 @@ from lab import run_hgs, write
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="hgs runs as root; the ownership rules are root's")
 
+fault = pytest.mark.fault
+
 
 def folder(path, mode):
     path.mkdir()
@@ -104,6 +106,8 @@ def test_ssh_refuses_an_open_key_or_known_hosts_and_says_what_to_run(site_lab, w
     conn.close()
 
 
+@fault('an SSH key readable by others (also: known_hosts or its folder writable by others)',
+       "no connection; the error says 'chmod 600 <key>' ('chmod go-w ...')")
 def test_hgs_status_names_the_fix_for_an_open_key(site_lab):
     lab = site_lab({"hosts": [{"name": "xen1", "mac": "02:00:00:00:0a:02"}], "vms": [{"name": "one"}]})
     lab.site.key_file.chmod(0o644)
@@ -111,6 +115,8 @@ def test_hgs_status_names_the_fix_for_an_open_key(site_lab):
     assert f"chmod 600 {lab.site.key_file}" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+@fault('the config in a folder others can write',
+       "refused with 'chmod go-w <folder>'")
 def test_a_config_in_a_folder_others_can_write_is_refused(tmp_path):
     place = folder(tmp_path / "etc-hgs", 0o777)
     path = write(place / "config.py", "UPS = {'daemon': 'apcupsd', 'address': '127.0.0.1'}\n"
@@ -130,6 +136,8 @@ while True:
 """
 
 
+@fault('the config path swapped between a safe file and a world-writable one while hgs loads it',
+       'the file run is the file checked: refused or the safe one, never the other')
 def test_the_config_run_is_the_file_that_was_checked(tmp_path):
     """The config path flips between a safe file and a world-writable one: every load either
     refuses or runs the safe one, never the world-writable file that passed a check by path."""

@@ -144,23 +144,30 @@ class Hypervisor:
         known = set(xe.parse_minimal(self._run(xe.vm_uuids(running_only))))
         records = xe.parse_records(self._run(xe.vm_list_running() if running_only else xe.vm_list_all()))
         reread, rename = xe.forged(records, known)
-        if reread or rename:
-            self.log.error("%s: FORGED xe records: a VM name contains record text claiming other VMs (%d record(s) "
-                           "for %d uuid(s) listed twice or outside the listing); reading %s again field by field",
-                           self.host.name, sum(1 for r in records if r.get("uuid") in reread or
-                                               r.get("uuid", "") not in known), len(reread),
-                           ", ".join(sorted(reread | rename)))
+        strays = sum(1 for r in records if r.get("uuid", "") not in known)
+        if reread:
+            self.log.error("%s: FORGED xe records: a VM name contains records claiming other VMs (%d uuid(s) listed "
+                           "twice, %d record(s) outside the listing); reading %s again field by field", self.host.name,
+                           len(reread), strays, ", ".join(sorted(reread | rename)))
+        elif rename:  # a VM started since the --minimal list, or a name forging a VM outside the selection
+            self.log.warning("%s: %d xe record(s) for VMs outside the listing, after the record of %s: that name is "
+                             "read again by itself", self.host.name, strays, ", ".join(sorted(rename)))
         found = {}
         for record in records:
             vm_uuid = record.get("uuid", "")
             if vm_uuid not in known or vm_uuid in found or not xe.UUID.match(vm_uuid):
                 continue  # outside the selection (forged, or changed since the --minimal list)
-            if vm_uuid in reread:
-                record = {key: self._param(vm_uuid, key) for key in xe.VM_PARAMS.split(",") if key != "uuid"}
-                if running_only and record["power-state"] != "running":
-                    continue
-            elif vm_uuid in rename:
-                record = dict(record, **{"name-label": self._param(vm_uuid, "name-label")})
+            try:
+                if vm_uuid in reread:
+                    record = {key: self._param(vm_uuid, key) for key in xe.VM_PARAMS.split(",") if key != "uuid"}
+                    if running_only and record["power-state"] != "running":
+                        continue
+                elif vm_uuid in rename:
+                    record = dict(record, **{"name-label": self._param(vm_uuid, "name-label")})
+            except XeCallError as err:  # e.g. the VM was deleted since the listing
+                self.log.warning("%s: VM %s could not be read again (%s): left out", self.host.name, vm_uuid,
+                                 err.error.summary)
+                continue
             resident = record.get("resident-on", "")
             found[vm_uuid] = VmInfo(vm_uuid, record.get("name-label", ""), record.get("power-state", ""),
                                     resident if xe.UUID.match(resident) else None, _int(record.get("order")),

@@ -1,8 +1,7 @@
 """SSH to a host: one connection, many channels, hgs's own deadline on every command.
 
 Host keys are pinned (hgs's known_hosts file, RejectPolicy): an unknown or changed key is a
-clear, fatal error for that host, and so is a key or known_hosts file that another user could
-write (or read, for the key): both are opened, checked and handed to paramiko as that open file. Authentication is by key only. ``run`` enforces a real
+clear, fatal error for that host. Authentication is by key only. ``run`` enforces a real
 deadline (paramiko's timeout is per read) and drains stdout and stderr while waiting, so a
 chatty command cannot deadlock. ``start`` returns a ``Stream`` whose output lines are read as
 they come, for a batch of parallel xe calls in one channel.

@@ -63,9 +63,9 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
         woken = set()  # the hosts it pretended to wake
         deps = Deps(settings, reader_for(settings.ups),
                     {n: DryRunHypervisor(hv, log, overlay) for n, hv in hypervisors.items()},
-                    DryRunProber(woken, Prober(addresses=book)), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
-                    DryRunWaker(log, woken), last_event)
+                    DryRunProber(woken, Prober(addresses=book)), InstantClock(), DryRunStateFile(state_file, log), log,
+                    escalated, DryRunWaker(log, woken), last_event)
         return deps, DryRunMailer(settings.mail, log), connections
-    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(addresses=book), Clock(), state_file, log, escalated,
-                Waker(log), last_event)
+    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(addresses=book), Clock(), state_file, log,
+                escalated, Waker(log), last_event)
     return deps, Mailer(settings.mail, log), connections
