@@ -168,7 +168,7 @@ SCENARIO = {
 }
 HEALTHY = "127.0.0.1 localhost\n127.0.0.1 master.hgs.test\n127.0.0.1 member.hgs.test\n"
 DEAD = "127.0.0.1 localhost\n"  # the names are gone (the DNS VM is down)
-IN_NAMESPACE = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
+IN_NAMESPACE = 'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 99; shift 2; done; shift; exec "$@"'
 
 
 def by_names(lab):
@@ -185,10 +185,12 @@ def by_names(lab):
     lab.site.known_hosts.write_text("\n".join(lines) + "\n")
 
 
-def hgs_in_namespace(lab, hosts_file, nsswitch, *args):
-    """Runs hgs in its own mount namespace, where /etc/hosts is ``hosts_file`` and only files resolve."""
-    argv = ["unshare", "-m", "sh", "-c", IN_NAMESPACE, "sh", str(hosts_file), str(nsswitch), HGS,
-            "--config", str(lab.config), *args]
+def hgs_in_namespace(lab, hosts_file, nsswitch, *args, resolv_conf=None):
+    """Runs hgs in its own mount namespace, where /etc/hosts is ``hosts_file`` and only files
+    resolve (unless ``nsswitch`` says otherwise, with ``resolv_conf`` naming the DNS server)."""
+    binds = [str(hosts_file), "/etc/hosts", str(nsswitch), "/etc/nsswitch.conf"]
+    binds += [str(resolv_conf), "/etc/resolv.conf"] if resolv_conf else []
+    argv = ["unshare", "-m", "sh", "-c", IN_NAMESPACE, "sh", *binds, "--", HGS, "--config", str(lab.config), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=180)
 
 
@@ -245,5 +247,83 @@ def test_selftest_keeps_the_addresses_of_the_hosts(site_lab, tmp_path):
     nsswitch = write(tmp_path / "nsswitch.conf", "hosts: files\n")
     result = hgs_in_namespace(lab, hosts_file, nsswitch, "selftest", "--mail", "never")
     assert "ok    host master:" in result.stdout, result.stdout + result.stderr
+    kept = json.loads((lab.site.workdir / "state" / "addresses.json").read_text())
+    assert kept["master.hgs.test"]["addresses"] == ["127.0.0.1"]
+
+
+class DnsStub:
+    """A name server on a loopback address answering A queries from a table (nothing else: AAAA
+    gets an empty answer, an unknown name NXDOMAIN). ``asked`` lists the names asked."""
+
+    def __init__(self, address, table):
+        import socket
+
+        self.table, self.asked = table, []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 53))
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except OSError:
+                continue
+            answer = self.answer(query)
+            if answer:
+                self.sock.sendto(answer, peer)
+
+    def answer(self, query):
+        import socket
+        import struct
+
+        if len(query) < 17:
+            return None
+        labels, at = [], 12
+        while at < len(query) and query[at]:
+            labels.append(query[at + 1:at + 1 + query[at]].decode("ascii", "replace"))
+            at += 1 + query[at]
+        qtype = struct.unpack("!H", query[at + 1:at + 3])[0]
+        question = query[12:at + 5]
+        name = ".".join(labels).lower()
+        self.asked.append(name)
+        found = self.table.get(name)
+        flags = 0x8180 if found else 0x8183
+        records = b""
+        if found and qtype == 1:
+            records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + socket.inet_aton(found)
+        return query[:2] + struct.pack("!HHHHH", flags, 1, 1 if records else 0, 0, 0) + question + records
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@fault('host names that resolve through a DNS server (the Pi-hole VM case)',
+       "selftest warns, naming the names and the server, and keeps the addresses")
+def test_selftest_warns_when_the_host_names_depend_on_a_dns_server(site_lab, tmp_path):
+    lab = site_lab({"hosts": [{"name": "master", "master": True, "mac": "02:00:00:00:0d:04"}],
+                    "vms": [{"name": "pihole"}]}, extra="MAIL = {'when': 'never'}\n")
+    lab.config.write_text(lab.config.read_text().replace("'name': 'master', 'address': '127.0.0.1'",
+                                                         "'name': 'master', 'address': 'master.hgs.test'"))
+    door = lab.site.doors["master"]
+    lab.site.known_hosts.write_text(lab.site.known_hosts.read_text().replace(f"[127.0.0.1]:{door.port}",
+                                                                             f"[master.hgs.test]:{door.port}"))
+    dns = DnsStub("127.0.0.2", {"master.hgs.test": "127.0.0.1"})
+    try:
+        result = hgs_in_namespace(lab, write(tmp_path / "hosts", "127.0.0.1 localhost\n"),
+                                  write(tmp_path / "nsswitch.conf", "hosts: files dns\n"), "selftest", "--mail", "never",
+                                  resolv_conf=write(tmp_path / "resolv.conf", "nameserver 127.0.0.2\n"
+                                                                              "options timeout:1 attempts:1\n"))
+    finally:
+        dns.close()
+    assert "master.hgs.test" in dns.asked
+    assert "ok    host master:" in result.stdout, result.stdout + result.stderr
+    assert ("warn  host names: the host names master.hgs.test resolve through the DNS server 127.0.0.2 "
+            "(/etc/resolv.conf), which is not one of the hosts") in result.stdout, result.stdout
     kept = json.loads((lab.site.workdir / "state" / "addresses.json").read_text())
     assert kept["master.hgs.test"]["addresses"] == ["127.0.0.1"]

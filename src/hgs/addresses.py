@@ -200,7 +200,7 @@ def dns_warnings(host_names, host_addresses, vm_addresses, servers, listed_in_ho
                             f"(/etc/resolv.conf), which is the VM {', '.join(vms)} of the pool: the outage shuts it "
                             "down. hgs then uses the addresses it kept at its last run; list the hosts in /etc/hosts "
                             "or configure them by IP address to depend on nothing")
-        elif server not in hosts and not ipaddress.ip_address(server).is_loopback:
+        elif server not in hosts:
             warnings.append(f"the host names {', '.join(by_name)} resolve through the DNS server {server} "
                             "(/etc/resolv.conf), which is not one of the hosts: if it is a VM of the pool (its address "
                             "is not visible to xe), the names stop resolving once the outage shuts it down. hgs "
