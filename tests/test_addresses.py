@@ -10,6 +10,7 @@ import logging
 import stat
 import subprocess
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -94,8 +95,29 @@ def test_a_failed_lookup_falls_back_to_the_kept_address_says_so_once_and_asks_ag
     clock.t = addresses.RETRY_S + 1
     names.working = True
     names.table["xen1.lan"] = "10.0.0.31"
+    assert book.address("xen1.lan") == "10.0.0.11"  # asked again in the background: no wait in a probe loop
+    wait_for(lambda: "xen1.lan" not in book.failed, 5, "the background lookup")
     assert book.address("xen1.lan") == "10.0.0.31"
     assert json.loads((tmp_path / "addresses.json").read_text())["xen1.lan"]["addresses"] == ["10.0.0.11"]
+
+
+def test_a_name_service_that_does_not_answer_holds_a_flow_start_for_a_bounded_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(addresses, "LOOKUP_WAIT_S", 0.3)
+    hang = threading.Event()
+
+    def silent(name):
+        hang.wait(10)
+        raise LookupFailed(f"{name} does not resolve (timed out)")
+
+    book = AddressBook(tmp_path, resolver=silent)
+    started = time.monotonic()
+    try:
+        failures = book.refresh([f"xen{i}.lan" for i in range(8)])
+    finally:
+        hang.set()
+    assert time.monotonic() - started < 2  # not eight timeouts in a row
+    assert sorted(failures) == [f"xen{i}.lan" for i in range(8)]
+    assert "no answer within 0.3 s" in failures["xen0.lan"]
 
 
 def test_no_kept_address_and_no_answer_is_a_clear_error(tmp_path):

@@ -13,12 +13,14 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 
 from hgs.errors import HgsError
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
+LOOKUP_WAIT_S = 5.0  # the longest a flow's start waits for the name service
 
 
 class LookupFailed(HgsError):
@@ -62,6 +64,7 @@ class AddressBook:
         self.known = self._read()
         self.failed = {}  # name -> (monotonic time of the last failed lookup, why)
         self.told = set()
+        self.retrying = set()
 
     def _read(self):
         try:
@@ -97,20 +100,37 @@ class AddressBook:
         if self.log is not None:
             getattr(self.log, level)(*args)
 
+    def _lookup_all(self, names):
+        """Returns {name: [address] or LookupFailed}, asking for every name at once and waiting at
+        most LOOKUP_WAIT_S: a dead DNS server must not cost the battery one timeout per host."""
+        answers = {}
+
+        def ask(name):
+            try:
+                answers[name] = self.resolver(name)
+            except LookupFailed as err:
+                answers[name] = err
+
+        threads = [threading.Thread(target=ask, args=(n,), daemon=True) for n in names]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + LOOKUP_WAIT_S
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        done = dict(answers)  # a lookup still running may land later: not waited for
+        return {n: done.get(n, LookupFailed(f"{n} does not resolve (no answer within {LOOKUP_WAIT_S:g} s)"))
+                for n in names}
+
     def refresh(self, names):
         """Resolves every name now and keeps the answers; returns {name: why} of those that failed
         (each logged, with the address that will be used instead, if one is kept)."""
         failures, changed = {}, False
-        for name in dict.fromkeys(names):
-            if is_literal(name):
-                continue
-            try:
-                found = self.resolver(name)
-            except LookupFailed as err:
-                failures[name] = str(err)
-                self.failed[name] = (self.clock(), str(err))
+        for name, found in self._lookup_all([n for n in dict.fromkeys(names) if not is_literal(n)]).items():
+            if isinstance(found, LookupFailed):
+                failures[name] = str(found)
+                self.failed[name] = (self.clock(), str(found))
                 kept = self.known.get(name)
-                self._say("warning", "%s; %s", err, f"its last known address {kept['addresses'][0]} (kept since "
+                self._say("warning", "%s; %s", found, f"its last known address {kept['addresses'][0]} (kept since "
                           f"{kept['since']}) will be used" if kept else "no address of it is kept: run 'hgs selftest' "
                           "while the name service works")
                 continue
@@ -122,20 +142,38 @@ class AddressBook:
             self._write()
         return failures
 
+    def _retry(self, name):
+        """Asks for ``name`` again in the background; once it resolves, address() uses the answer."""
+        def ask():
+            try:
+                self.resolver(name)
+                self.failed.pop(name, None)
+            except LookupFailed as err:
+                self.failed[name] = (self.clock(), str(err))
+            finally:
+                self.retrying.discard(name)
+
+        self.retrying.add(name)
+        threading.Thread(target=ask, daemon=True).start()
+
     def address(self, name):
         """Returns the address to connect to for ``name``: the name's own answer when it resolves,
-        else its last known address (logged once per run); raises LookupFailed when none is kept."""
+        else its last known address (logged once per run); raises LookupFailed when none is kept.
+        While a name fails and an address is kept, it is asked again every RETRY_S in the
+        background, so a probe loop never waits for a dead name server."""
         if is_literal(name):
             return name
         failed = self.failed.get(name)
-        if failed is None or self.clock() - failed[0] >= RETRY_S:
+        kept = self.known.get(name)
+        if failed is None or (kept is None and self.clock() - failed[0] >= RETRY_S):
             try:
                 found = self.resolver(name)
                 self.failed.pop(name, None)
                 return found[0]
             except LookupFailed as err:
                 failed = self.failed[name] = (self.clock(), str(err))
-        kept = self.known.get(name)
+        elif self.clock() - failed[0] >= RETRY_S and name not in self.retrying:
+            self._retry(name)
         if kept is None:
             raise LookupFailed(f"{failed[1]} and no address of it is kept (run 'hgs selftest' while the name "
                                "service works)")
