@@ -1,8 +1,9 @@
 """Logging for one run: a run id, and lines to stderr, the log file, syslog and the mail.
 
 Every run gets an id that appears on every line, so the lines of one run can be picked out
-of the shared log file and syslog. A message is always one line: control characters in it (a
-VM name's newline, a terminal escape) are escaped. The run's own lines are also kept in memory for the mail.
+of the shared log file and syslog. The run's own lines are also kept in memory for the mail.
+A message is always one line: control characters in it (a VM name's newline, a terminal
+escape) are escaped.
 """
 
 import logging

@@ -15,7 +15,8 @@ class Item:
 
     def line(self):
         took = "" if self.seconds is None else f" in {self.seconds:.1f} s"
-        return f"  {shown(self.name)}: {shown(self.outcome)}{took}" + (f" ({shown(self.detail)})" if self.detail else "")
+        detail = f" ({shown(self.detail)})" if self.detail else ""
+        return f"  {shown(self.name)}: {shown(self.outcome)}{took}{detail}"
 
 
 @dataclass
