@@ -1,23 +1,31 @@
 """The restore flow: power stable, wake the hosts (master first), start exactly the VMs of
 the snapshot in their order groups, HA back on, verify; clear the state only when complete.
 
-Power lost again stops it between steps with the snapshot kept (VMs still to start stay in
-it): the outage flow takes the site from there.
+Power lost again (a UPS reading on battery, an onbattery event since the start) or
+``hgs doshutdown`` (escalation) stops it from inside any wait, within a few seconds, with the
+snapshot kept (VMs still to start stay in it): the outage flow takes the site from there.
+``stop_reason`` is also what the SSH connections ask while a call waits (see offbattery),
+so a hung xe call is cut too.
 """
+
+import threading
 
 from hgs import state as statemod
 from hgs.errors import HgsError, UpsError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.hypervisor import XeCallError
-from hgs.remote import RemoteError
+from hgs.remote import RemoteError, RemoteInterrupted
 from hgs.wake import WakeError
 
 GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 RETRY_S = 1.0
+POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
+SLICE_S = 0.5  # a long sleep is cut into slices; the power is checked between them
+START_DELAY_CAP_S = 600  # a VM's start-delay (read from xe) is never waited longer than this
 
 
 class PowerLost(Exception):
-    """The UPS went back on battery during the restore."""
+    """The UPS went back on battery during the restore, or hgs doshutdown came."""
 
 
 class RestoreFlow:
@@ -27,20 +35,60 @@ class RestoreFlow:
         self.log = deps.log
         self.timings = deps.settings.timings
         self.state = None
+        self.began = deps.clock.wall()
+        self._stop = None  # the reason to stop, once there is one (it never goes away)
+        self._read_at = None  # clock time of the last UPS reading
+        self._check_lock = threading.Lock()  # SSH watchdogs ask too, from their own threads
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _power_ok(self):
-        """Raises PowerLost when the UPS says the load runs on battery again, or a hook heard so."""
+    def stop_reason(self):
+        """Returns why the restore must stop now, or None: hgs doshutdown (escalation), an
+        onbattery event since the restore began, or the UPS reading on battery (read at most
+        every POWER_CHECK_S). Cheap enough to ask at every poll of every wait."""
+        with self._check_lock:
+            if self._stop is None:
+                self._stop = self._look()
+            return self._stop
+
+    def _look(self):
+        if self.d.escalated():
+            return "hgs doshutdown: this box is halting"
+        if self.d.last_event("doshutdown", self.began) is not None:
+            return "hgs doshutdown: this box is halting"
         if self.d.last_event("onbattery", self.began) is not None:
-            raise PowerLost("an onbattery event arrived")
+            return "an onbattery event arrived"
+        now = self.d.clock.now()
+        if self._read_at is not None and now - self._read_at < POWER_CHECK_S:
+            return None
+        self._read_at = now
         try:
             status = self.d.read_ups()
         except UpsError as err:
             self.log.warning("UPS not readable during the restore: %s (going on)", err)
-            return
-        if status.on_battery:
-            raise PowerLost(status.state.value)
+            return None
+        return f"the UPS reports {status.state.value}" if status.on_battery else None
+
+    def _power_ok(self):
+        """Raises PowerLost when the restore must stop (see stop_reason)."""
+        reason = self.stop_reason()
+        if reason:
+            raise PowerLost(reason)
+
+    def _sleep(self, seconds):
+        """Sleeps ``seconds`` in slices, checking the power before each; raises PowerLost."""
+        end = self.d.clock.now() + seconds
+        while True:
+            self._power_ok()
+            left = end - self.d.clock.now()
+            if left <= 0:
+                return
+            self.d.clock.sleep(min(SLICE_S, left))
+
+    def _cut(self, err):
+        """A remote call was cut by stop_reason (RemoteInterrupted): raises PowerLost then."""
+        if isinstance(err, RemoteInterrupted):
+            raise PowerLost(self.stop_reason() or str(err))
 
     def _save(self):
         try:
@@ -56,8 +104,9 @@ class RestoreFlow:
         self.log.info("confirming the power is back for good: %.0f s", window)
         start = self.d.clock.now()
         while True:
-            if self.d.last_event("onbattery", self.began) is not None:
-                self.log.info("an onbattery event arrived during the restore confirmation: restore stopped")
+            reason = self.stop_reason()
+            if reason:
+                self.log.info("%s during the restore confirmation: restore stopped", reason)
                 self.report.fact("power failed again before the restore: nothing started")
                 return False
             try:
@@ -72,7 +121,7 @@ class RestoreFlow:
             elapsed = self.d.clock.now() - start
             if elapsed >= window:
                 break
-            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, window - elapsed))
+            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, SLICE_S * 2, window - elapsed))
         floor = self.d.settings.ups.restore_min_charge_pct
         if floor > 0:
             deadline = self.d.clock.now() + self.timings.charge_wait_s
@@ -82,7 +131,12 @@ class RestoreFlow:
                                    self.timings.charge_wait_s)
                     self.report.notes.append(f"battery did not reach {floor:.0f} % in time")
                     break
-                self.d.clock.sleep(self.d.settings.ups.poll_interval_s * 5)
+                try:
+                    self._sleep(self.d.settings.ups.poll_interval_s * 5)
+                except PowerLost as why:
+                    self.log.info("%s while the battery recharged: restore stopped", why)
+                    self.report.fact("power failed again while the battery recharged: nothing started")
+                    return False
                 try:
                     status = self.d.read_ups()
                     if status.on_battery:
@@ -127,6 +181,7 @@ class RestoreFlow:
             waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": None, "wols": 0}
         booted = {}
         while waiting:
+            self._power_ok()
             now = clock.now()
             for host_uuid, w in list(waiting.items()):
                 if w["up_at"] is None:
@@ -150,7 +205,7 @@ class RestoreFlow:
                                      f"{w['wols']} Wake-on-LAN packets", failed=True)
                 break
             if waiting:
-                clock.sleep(0.1)
+                self._sleep(0.1)
         ready = {}
         for host_uuid, w in booted.items():
             if self.wait_xapi(host_uuid, w["config"], start):
@@ -167,6 +222,7 @@ class RestoreFlow:
                 infos = hv.hosts()
                 break
             except (XeCallError, RemoteError) as err:
+                self._cut(err)
                 last = err
                 if not told and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
                     told = True
@@ -176,7 +232,7 @@ class RestoreFlow:
                                    self.timings.xapi_ready_timeout_s, err)
                     self.report.host(config.name, "XAPI NOT READY", self.d.clock.now() - start, str(err), failed=True)
                     return False
-                self.d.clock.sleep(RETRY_S)
+                self._sleep(RETRY_S)
         if last is not None:
             self.log.info("%s: xapi answers", config.name)
         me = next((i for i in infos if i.uuid == host_uuid), None)
@@ -216,10 +272,18 @@ class RestoreFlow:
                 pending.discard(vm["uuid"])
             self.state["restore_pending"] = sorted(pending)
             self._save()
-            delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+            delay = self._start_delay(group)
             if delay and order != orders[-1]:
                 self.log.info("start delay: %s s before the next group", delay)
-                self.d.clock.sleep(delay)
+                self._sleep(delay)
+
+    def _start_delay(self, group):
+        """Returns the group's start-delay (the largest of its VMs'), capped at START_DELAY_CAP_S."""
+        delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+        if delay > START_DELAY_CAP_S:
+            self.log.warning("start-delay %s s (from xe) is capped at %d s", delay, START_DELAY_CAP_S)
+            return START_DELAY_CAP_S
+        return delay
 
     def _start_group(self, snapshot, group, ready):
         from hgs import xe
@@ -238,6 +302,7 @@ class RestoreFlow:
             try:
                 states = hv.power_states()
             except (RemoteError, XeCallError) as err:
+                self._cut(err)
                 states = {}
                 self.log.warning("cannot read the VM power states: %s", err)
             to_start = []
@@ -255,15 +320,21 @@ class RestoreFlow:
             try:
                 batch = hv.launch([(vm["uuid"], xe.vm_start(vm["uuid"])) for vm in to_start])
             except (RemoteError, HgsError) as err:
+                self._cut(err)
                 for vm in to_start:
                     self.report.vm(vm["name"], "NOT STARTED", None, str(err), failed=True)
                 continue
             names = {vm["uuid"]: vm["name"] for vm in to_start}
             deadline = start + self.timings.vm_start_timeout_s
-            while batch.pending and clock.now() < deadline and not batch.lost:
-                for outcome in batch.poll():
-                    self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
-                clock.sleep(TICK_S)
+            try:
+                while batch.pending and clock.now() < deadline and not batch.lost:
+                    self._power_ok()
+                    for outcome in batch.poll():
+                        self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+                    clock.sleep(TICK_S)
+            except PowerLost:
+                batch.close()  # the starts already sent go on in xapi; the snapshot still lists them
+                raise
             for outcome in batch.poll():
                 self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
             for vm_uuid in sorted(batch.pending):
@@ -304,6 +375,7 @@ class RestoreFlow:
                 self.log.info("pool HA turned back on")
                 self.report.fact("pool HA turned back on")
             except (RemoteError, XeCallError) as err:
+                self._cut(err)
                 self.log.error("pool-ha-enable failed: %s", err)
                 self.report.notes.append(f"HA NOT turned back on: {err}")
                 self.report.failed = True
@@ -317,7 +389,8 @@ class RestoreFlow:
                 executor = self._executor(snapshot, pool_uuid, ready)
                 try:
                     states = self.d.hypervisors[executor].power_states() if executor else {}
-                except (RemoteError, XeCallError):
+                except (RemoteError, XeCallError) as err:
+                    self._cut(err)
                     states = {}
                 for vm_uuid, vm in snapshot["vms"].items():
                     if vm["pool"] != pool_uuid:
@@ -327,7 +400,7 @@ class RestoreFlow:
                         missing.append(vm["name"])
             if not missing or self.d.clock.now() >= deadline:
                 return missing
-            self.d.clock.sleep(POWER_POLL_S)
+            self._sleep(POWER_POLL_S)
 
     def timeline(self, snapshot):
         """Returns the steps this restore would take, as lines (what a dry run prints)."""
@@ -345,7 +418,7 @@ class RestoreFlow:
         orders = sorted({vm.get("order", 0) for vm in snapshot["vms"].values()})
         for order in orders:
             group = sorted((v for v in snapshot["vms"].values() if v.get("order", 0) == order), key=lambda v: v["name"])
-            delay = max((v.get("start_delay", 0) for v in group), default=0)
+            delay = min(max((v.get("start_delay", 0) for v in group), default=0), START_DELAY_CAP_S)
             lines.append(f"  start order group {order}: {', '.join(v['name'] for v in group)}"
                          + (f"; then wait {delay} s (start-delay)" if delay and order != orders[-1] else ""))
         if any(p.get("ha_was_enabled") for p in snapshot["pools"].values()):
@@ -356,7 +429,6 @@ class RestoreFlow:
     # -- the whole flow -------------------------------------------------------------------
 
     def run(self, confirm=True):
-        self.began = self.d.clock.wall()
         self.state = self.d.state_file.load()
         snapshot = self.state.get("snapshot")
         if self.state.get("phase") == statemod.IDLE or not snapshot:
@@ -380,14 +452,14 @@ class RestoreFlow:
             self.start_vms(snapshot, ready)
             self._power_ok()
             self.enable_ha(snapshot, ready)
+            missing = self.verify(snapshot, ready)
         except PowerLost as why:
-            self.log.warning("the power failed again (%s): restore stopped between steps; the snapshot is kept "
-                             "for the outage flow", why)
+            self.log.warning("restore stopped: %s; the snapshot is kept for the outage flow", why)
+            self.report.fact(f"restore stopped: {why}")
             self.state["phase"] = statemod.SITE_DOWN
             self._save()
             self.report.finish("stopped: power failed again", failed=False)
             return self.report
-        missing = self.verify(snapshot, ready)
         if missing:
             self.log.error("not running after %.0f s: %s", self.timings.verify_timeout_s, ", ".join(missing))
             self.report.notes.append("not running: " + ", ".join(missing))
