@@ -63,6 +63,9 @@ class Site:
         self.calls = []  # (clock time, host, call)
         self.wols = []  # (clock time, host)
         self.ha = []  # the SR lists pool-ha-enable was sent with
+        self.sequence = []  # ("wol" | "probe", host), in the order they happened
+        self.already_up = set()
+        self.xapi_answered = {}  # host -> clock time its xapi first answered  # hosts running before the restore (no boot needed)
         self.steps = 0
         self.inject_step = None
         self.inject_time = None
@@ -104,9 +107,13 @@ class Site:
     # -- the hosts -------------------------------------------------------------------
 
     def up(self, name):
+        if name in self.already_up:
+            return True
         return name in self.woken_at and self.clock.t >= self.woken_at[name] + self.boot_s[name]
 
     def xapi_ready(self, name):
+        if name in self.already_up:
+            return True
         return self.up(name) and self.clock.t >= self.woken_at[name] + self.boot_s[name] + self.xapi_s[name]
 
     # -- the dependencies the flow gets --------------------------------------------------
@@ -166,6 +173,7 @@ class FakeWaker:
     def wake(self, host):
         self.site.step(f"wol {host.name}")
         self.site.wols.append((self.site.clock.t, host.name))
+        self.site.sequence.append(("wol", host.name))
         self.site.woken_at.setdefault(host.name, self.site.clock.t)
 
 
@@ -176,6 +184,7 @@ class FakeProber:
 
     def is_up(self, host):
         self.probes.append((self.site.clock.t, host.name))
+        self.site.sequence.append(("probe", host.name))
         return self.site.up(host.name)
 
     def is_down(self, host):
@@ -229,6 +238,7 @@ class FakeHypervisor:
 
     def hosts(self):
         self._call("host-list")
+        self.site.xapi_answered.setdefault(self.name, self.site.clock.t)
         return [HostInfo(u, n, "", self.site.enabled[n]) for n, u in HOST_UUIDS.items()]
 
     def host_enable(self, host_uuid):

@@ -9,6 +9,8 @@ so a hung xe call is cut too.
 """
 
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from hgs import state as statemod
 from hgs.errors import HgsError, UpsError
@@ -21,6 +23,8 @@ GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 RETRY_S = 1.0
 POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
 SLICE_S = 0.5  # a long sleep is cut into slices; the power is checked between them
+WAKE_POLL_S = 0.25  # while hosts boot: probe (and look at xapi) this often
+SLOW_PROBE_S = 0.05  # a probe round slower than this (real time) runs its probes side by side from then on
 START_DELAY_CAP_S = 600  # a VM's start-delay (read from xe) is never waited longer than this
 
 
@@ -39,6 +43,7 @@ class RestoreFlow:
         self._stop = None  # the reason to stop, once there is one (it never goes away)
         self._read_at = None  # clock time of the last UPS reading
         self._check_lock = threading.Lock()  # SSH watchdogs ask too, from their own threads
+        self._slow_probes = False
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -164,76 +169,121 @@ class RestoreFlow:
                 return h
         return None
 
-    def wake_stage(self, stage):
-        """Wakes every host of the stage and waits for ping/SSH, then xapi; returns the ones up."""
+    def wake_hosts(self, snapshot):
+        """Wakes the hosts and waits until each answers ping/SSH, then xapi; returns
+        {host uuid: HostSettings} of the ones ready.
+
+        Wake-on-LAN goes out before any probe (a magic packet to a running host is harmless).
+        Masters are woken at once; members per TIMINGS['members_wake']: "after_master_ping"
+        (default: their boot overlaps the master's xapi start-up), "together", or
+        "after_master_xapi". A member's xapi wait starts once its master's xapi answers (xe on
+        a member forwards to the master); the xapi waits of all hosts run side by side."""
         clock = self.d.clock
+        mode = getattr(self.timings, "members_wake", "after_master_ping")
         start = clock.now()
-        waiting = {}
-        for host_uuid, host in stage:
+        hosts = {}
+        for host_uuid, host in snapshot["hosts"].items():
             config = self._config(host)
             if config is None:
                 self.log.warning("%s is not in the config: cannot wake it; xapi may power it on", host["name"])
                 continue
-            if self.d.prober.is_up(config):
-                self.log.info("%s: already answering", config.name)
-                waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": clock.now(), "wols": 0}
-                continue
-            waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": None, "wols": 0}
-        booted = {}
-        while waiting:
-            self._power_ok()
-            now = clock.now()
-            for host_uuid, w in list(waiting.items()):
-                if w["up_at"] is None:
-                    if self.d.prober.is_up(w["config"]):
-                        w["up_at"] = now
-                        self.log.info("%s: answers after %.1f s", w["config"].name, now - start)
-                    elif w["last_wol"] is None or now - w["last_wol"] >= self.timings.wol_resend_interval_s:
-                        try:
-                            self.d.waker.wake(w["config"])
-                        except WakeError as err:
-                            self.log.error("%s", err)
-                        w["last_wol"], w["wols"] = now, w["wols"] + 1
-                if w["up_at"] is not None:
-                    booted[host_uuid] = w
-                    del waiting[host_uuid]
-            if now - start >= self.timings.host_boot_timeout_s:
-                for w in waiting.values():
-                    self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
-                                   w["config"].name, self.timings.host_boot_timeout_s, w["wols"])
-                    self.report.host(w["config"].name, "DID NOT BOOT", now - start,
-                                     f"{w['wols']} Wake-on-LAN packets", failed=True)
-                break
-            if waiting:
-                self._sleep(0.1)
-        ready = {}
-        for host_uuid, w in booted.items():
-            if self.wait_xapi(host_uuid, w["config"], start):
-                ready[host_uuid] = w["config"]
-        return ready
+            pool = snapshot["pools"].get(host.get("pool"), {})
+            master = None if host.get("master") else pool.get("master")
+            hosts[host_uuid] = {"config": config, "master": master, "state": "queued", "woken_at": None,
+                                "last_wol": None, "wols": 0, "xapi_deadline": None, "next_try": 0.0, "told": False}
+        if any(h["master"] in hosts for h in hosts.values()):
+            self.log.info("members are woken %s", {"together": "with the masters",
+                                                  "after_master_ping": "once their master answers ping",
+                                                  "after_master_xapi": "once their master's xapi answers"}[mode])
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as probes:
+            while any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+                self._power_ok()
+                self._wake_due(hosts, mode)
+                self._probe(hosts, probes, start)
+                self._wake_due(hosts, mode)  # members whose master just answered: at once
+                now = clock.now()
+                for h in hosts.values():
+                    if h["state"] == "booting" and now - h["woken_at"] >= self.timings.host_boot_timeout_s:
+                        h["state"] = "failed"
+                        self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
+                                       h["config"].name, self.timings.host_boot_timeout_s, h["wols"])
+                        self.report.host(h["config"].name, "DID NOT BOOT", now - start,
+                                         f"{h['wols']} Wake-on-LAN packets", failed=True)
+                for host_uuid, h in hosts.items():
+                    if h["state"] == "up":
+                        self._try_xapi(host_uuid, h, hosts, start)
+                if any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+                    self._sleep(WAKE_POLL_S)
+        return {u: h["config"] for u, h in hosts.items() if h["state"] == "ready"}
 
-    def wait_xapi(self, host_uuid, config, start):
-        """Waits until xe answers on the host (HOST_STILL_BOOTING retried); enables it if needed."""
+    def _master_state(self, h, hosts):
+        master = hosts.get(h["master"])
+        return "failed" if master is None else master["state"]  # an unconfigured master: do not wait for it
+
+    def _wake_due(self, hosts, mode):
+        """Sends Wake-on-LAN to the hosts whose turn came, and again to those still silent."""
+        now = self.d.clock.now()
+        for h in hosts.values():
+            if h["state"] == "queued":
+                if h["master"] is not None and mode != "together":
+                    ready = ("ready", "failed") if mode == "after_master_xapi" else ("up", "ready", "failed")
+                    if self._master_state(h, hosts) not in ready:
+                        continue
+                h["state"], h["woken_at"] = "booting", now
+            if h["state"] == "booting" and (h["last_wol"] is None
+                                            or now - h["last_wol"] >= self.timings.wol_resend_interval_s):
+                self._power_ok()
+                try:
+                    self.d.waker.wake(h["config"])
+                except WakeError as err:
+                    self.log.error("%s", err)
+                h["last_wol"], h["wols"] = now, h["wols"] + 1
+
+    def _probe(self, hosts, probes, start):
+        """Probes every booting host (each probe has its own short deadline of about a second):
+        side by side once a probe round proved slow (silent hosts make ping wait), else in turn."""
+        booting = [h for h in hosts.values() if h["state"] == "booting"]
+        began = time.monotonic()
+        if len(booting) > 1 and self._slow_probes:
+            answers = list(probes.map(lambda h: self.d.prober.is_up(h["config"]), booting))
+        else:
+            answers = [self.d.prober.is_up(h["config"]) for h in booting]
+        self._slow_probes |= time.monotonic() - began > SLOW_PROBE_S
+        now = self.d.clock.now()
+        for h, up in zip(booting, answers):
+            if up:
+                h["state"] = "up"
+                self.log.info("%s: answers after %.1f s", h["config"].name, now - start)
+
+    def _try_xapi(self, host_uuid, h, hosts, start):
+        """One look at xapi on a host that answers; marks it ready (host-enable if it stayed
+        disabled) or failed past its deadline. A member waits for its master's xapi first."""
+        clock = self.d.clock
+        config = h["config"]
+        if h["master"] is not None and self._master_state(h, hosts) not in ("ready", "failed"):
+            return
+        now = clock.now()
+        if h["xapi_deadline"] is None:
+            h["xapi_deadline"] = now + self.timings.xapi_ready_timeout_s
+        if now < h["next_try"]:
+            return
+        self._power_ok()
         hv = self.d.hypervisors[config.name]
-        deadline = self.d.clock.now() + self.timings.xapi_ready_timeout_s
-        last, told = None, False
-        while True:
-            try:
-                infos = hv.hosts()
-                break
-            except (XeCallError, RemoteError) as err:
-                self._cut(err)
-                last = err
-                if not told and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
-                    told = True
-                    self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
-                if self.d.clock.now() >= deadline:
-                    self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
-                                   self.timings.xapi_ready_timeout_s, err)
-                    self.report.host(config.name, "XAPI NOT READY", self.d.clock.now() - start, str(err), failed=True)
-                    return False
-                self._sleep(RETRY_S)
-        if last is not None:
+        try:
+            infos = hv.hosts()
+        except (XeCallError, RemoteError) as err:
+            self._cut(err)
+            if not h["told"] and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
+                h["told"] = True
+                self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
+            if clock.now() >= h["xapi_deadline"]:
+                h["state"] = "failed"
+                self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
+                               self.timings.xapi_ready_timeout_s, err)
+                self.report.host(config.name, "XAPI NOT READY", clock.now() - start, str(err), failed=True)
+            h["next_try"] = clock.now() + RETRY_S
+            return
+        if h["told"]:
             self.log.info("%s: xapi answers", config.name)
         me = next((i for i in infos if i.uuid == host_uuid), None)
         if me is not None and not me.enabled:
@@ -241,9 +291,10 @@ class RestoreFlow:
                 hv.host_enable(host_uuid)
                 self.log.info("%s: was still disabled: host-enable", config.name)
             except (XeCallError, RemoteError) as err:
+                self._cut(err)
                 self.log.error("%s: host-enable failed: %s", config.name, err)
-        self.report.host(config.name, "up", self.d.clock.now() - start)
-        return True
+        h["state"] = "ready"
+        self.report.host(config.name, "up", clock.now() - start)
 
     # -- 3. VMs --------------------------------------------------------------------------------
 
@@ -408,11 +459,14 @@ class RestoreFlow:
         lines = [f"  confirm the power is stable for {t.restore_confirm_s:g} s"
                  + (f", and the battery at {self.d.settings.ups.restore_min_charge_pct:g} %"
                     if self.d.settings.ups.restore_min_charge_pct else "")]
+        when = {"together": "at once", "after_master_ping": "once the master answers ping",
+                "after_master_xapi": "once the master's xapi answers"}[getattr(t, "members_wake", "after_master_ping")]
         for index, stage in enumerate(self.host_stages(snapshot)):
             for _, host in stage:
                 config = self._config(host)
                 where = f"{config.wol_broadcast}:{config.wol_port} for {config.mac}" if config else "not configured"
-                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where}), "
+                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where})"
+                             + ("" if index == 0 else f" {when}") + ", "
                              f"resent every {t.wol_resend_interval_s:g} s; up within {t.host_boot_timeout_s:g} s, "
                              f"xapi within {t.xapi_ready_timeout_s:g} s; host-enable if disabled")
         orders = sorted({vm.get("order", 0) for vm in snapshot["vms"].values()})
@@ -444,10 +498,8 @@ class RestoreFlow:
         self.state["phase"] = statemod.RESTORING
         self._save()
         try:
-            ready = {}
-            for stage in self.host_stages(snapshot):
-                self._power_ok()
-                ready.update(self.wake_stage(stage))
+            self._power_ok()
+            ready = self.wake_hosts(snapshot)
             self._power_ok()
             self.start_vms(snapshot, ready)
             self._power_ok()
