@@ -52,6 +52,23 @@ def test_restore_after_an_outage_wakes_master_first_starts_exactly_the_snapshot_
         assert line in mail, line
 
 
+def test_ha_comes_back_on_when_the_heartbeat_sr_was_not_learned(site_lab):
+    import json
+
+    lab = site_lab(POOL, extra="MAIL = {'when': 'never'}\n")
+    since = outage_then_power_back(lab)
+    path = lab.site.workdir / "state" / "state.json"
+    state = json.loads(path.read_text())
+    for pool in state["snapshot"]["pools"].values():
+        pool["ha_srs"] = []  # the statefile read failed during the outage
+    path.write_text(json.dumps(state))
+    result = lab.hgs("offbattery", "--foreground")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [argv for t, _, _, argv in lab.calls("pool-ha-enable") if t > since] == [["pool-ha-enable"]]
+    assert lab.site.store.read()["pool"]["ha_enabled"] is True
+    assert "pool HA turned back on (statefile SR picked by xapi)" in result.stdout
+
+
 def test_a_lost_first_wake_on_lan_packet_is_resent_and_the_host_comes_back(site_lab):
     scenario = {"time_scale": 60, "hosts": [{"name": "xen1", "mac": "02:00:00:00:03:01", "shutdown_s": 10,
                                              "boot_s": 30, "xapi_start_s": 30}],

@@ -120,3 +120,11 @@ def test_ha_is_turned_back_on_with_the_recorded_heartbeat_sr():
     site = Site()
     flow, report, _ = run_restore(site)
     assert site.ha == [[SR]]
+
+
+def test_ha_is_turned_back_on_without_a_heartbeat_sr_when_none_was_learned():
+    site = Site()
+    flow, report, _ = run_restore(site, snapshot=site.snapshot(ha_srs=()))
+    assert report.result == "site restored" and not report.failed, report.summary()
+    assert site.ha == [[]]  # pool-ha-enable with no heartbeat-sr-uuids: xapi picks the statefile SR
+    assert "pool HA turned back on (statefile SR picked by xapi)" in report.summary()

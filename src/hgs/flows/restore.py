@@ -411,20 +411,25 @@ class RestoreFlow:
     # -- 4. HA and verify -------------------------------------------------------------------
 
     def enable_ha(self, snapshot, ready):
+        from hgs import xe
+
         for pool_uuid, pool in snapshot["pools"].items():
             if not pool.get("ha_was_enabled"):
                 continue
             executor = self._executor(snapshot, pool_uuid, ready)
-            if executor is None or not pool.get("ha_srs"):
-                self.log.error("pool HA was on before the outage but cannot be turned back on (%s)",
-                               "no host up" if executor is None else "heartbeat SR unknown")
+            if executor is None:
+                self.log.error("pool HA was on before the outage but cannot be turned back on (no host up)")
                 self.report.notes.append("HA NOT turned back on: do it by hand (xe pool-ha-enable)")
                 self.report.failed = True
                 continue
+            srs = [u for u in pool.get("ha_srs") or [] if isinstance(u, str) and xe.UUID.match(u)]
+            if not srs:
+                self.log.warning("the heartbeat SR was not learned before the outage: pool-ha-enable without "
+                                 "heartbeat-sr-uuids (xapi picks a statefile SR itself)")
             try:
-                self.d.hypervisors[executor].ha_enable(pool["ha_srs"])
+                self.d.hypervisors[executor].ha_enable(srs)
                 self.log.info("pool HA turned back on")
-                self.report.fact("pool HA turned back on")
+                self.report.fact("pool HA turned back on" + ("" if srs else " (statefile SR picked by xapi)"))
             except (RemoteError, XeCallError) as err:
                 self._cut(err)
                 self.log.error("pool-ha-enable failed: %s", err)
