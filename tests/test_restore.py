@@ -169,3 +169,37 @@ def test_offbattery_with_nothing_shut_down_does_nothing(site_lab):
     assert result.returncode == 0
     assert "nothing was shut down by hgs" in result.stdout
     assert lab.calls() == [] and lab.site.wol.received == []
+
+
+def test_doshutdown_mid_restore_stops_it_and_forces_the_woken_site_down_within_its_bound(site_lab):
+    import subprocess
+
+    from lab import HGS
+
+    lab = site_lab(POOL, timings={"doshutdown_bound_s": 20}, extra="MAIL = {'when': 'never'}\n")
+    since = outage_then_power_back(lab)
+    restore = subprocess.Popen([HGS, "--config", str(lab.config), "offbattery", "--foreground"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [c for c in lab.calls("vm-start") if c[0] > since]:
+            time.sleep(0.02)
+        assert [c for c in lab.calls("vm-start") if c[0] > since], "the restore should be starting VMs"
+        start = time.monotonic()
+        result = lab.hgs("doshutdown")  # during db's start-delay: the restore is waiting
+        took = time.monotonic() - start
+        out, _ = restore.communicate(timeout=30)
+    finally:
+        if restore.poll() is None:
+            restore.kill()
+            restore.wait()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert took < 20
+    assert "stopped: power failed again" in out and "hgs doshutdown" in out
+    assert lab.site.vm_states()["web1"] == "halted"  # order group 2 never started
+    assert set(lab.site.vm_states().values()) == {"halted"}  # db, started before, forced down again
+    assert {h["name"]: h["power"] for h in lab.site.store.read()["hosts"].values()} == {"master": "off",
+                                                                                         "member": "off"}
+    state = lab.state_file()
+    assert state["phase"] == "site_down"
+    assert sorted(v["name"] for v in state["snapshot"]["vms"].values()) == ["db", "web1", "web2"]
