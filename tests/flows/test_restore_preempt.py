@@ -42,13 +42,6 @@ def injection_points(log):
     return points
 
 
-def stopped_run(kind, step):
-    site = Site()
-    snapshot = site.snapshot()
-    flow, report, state = run_restore(site, snapshot=snapshot)
-    return site, report, state, snapshot
-
-
 def test_a_clean_restore_of_the_fake_pool_brings_everything_back():
     site = clean_run()
     assert set(site.power.values()) == {"running"}

@@ -195,7 +195,8 @@ class RestoreFlow:
             self.log.info("members are woken %s", {"together": "with the masters",
                                                   "after_master_ping": "once their master answers ping",
                                                   "after_master_xapi": "once their master's xapi answers"}[mode])
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as probes:
+        probes = ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts))))
+        try:
             while any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
                 self._power_ok()
                 self._wake_due(hosts, mode)
@@ -214,6 +215,8 @@ class RestoreFlow:
                         self._try_xapi(host_uuid, h, hosts, start)
                 if any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
                     self._sleep(WAKE_POLL_S)
+        finally:
+            probes.shutdown(wait=False, cancel_futures=True)  # a probe still running ends by its own deadline
         return {u: h["config"] for u, h in hosts.items() if h["state"] == "ready"}
 
     def _master_state(self, h, hosts):
