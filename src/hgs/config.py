@@ -85,6 +85,7 @@ class Timings:
     verify_timeout_s: float
     charge_wait_s: float
     unreachable_retry_s: float
+    members_wake: str = "after_master_ping"
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ TIMING_FIELDS = {
     "verify_timeout_s": Field(_seconds, 300.0),
     "charge_wait_s": Field(_seconds, 3600.0),
     "unreachable_retry_s": Field(checks.number(0.0, allow_equal=True), 120.0),
+    "members_wake": Field(checks.choice("after_master_ping", "together", "after_master_xapi"), "after_master_ping"),
 }
 
 MAIL_FIELDS = {

@@ -231,7 +231,8 @@ class Hypervisor:
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
         # the script goes on stdin: a thousand calls do not fit in one SSH exec request
-        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands))
+        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands),
+                                       timeout_s=self.xe_timeout_s)
         return Batch(stream, [u for u, _ in commands])
 
 

@@ -99,6 +99,9 @@ def pool_ha_disable():
 
 
 def pool_ha_enable(sr_uuids):
+    """Without SRs, xapi picks a statefile SR itself (xen-api ocaml/xapi/xapi_ha.ml, enable)."""
+    if not sr_uuids:
+        return ("pool-ha-enable",)
     return ("pool-ha-enable", "heartbeat-sr-uuids=" + ",".join(check_uuid(u) for u in sr_uuids))
 
 

@@ -25,17 +25,19 @@ def run(ctx):
     log = run_log.logger
     lock = SiteLock(settings.paths.lock_dir)
     if not ctx.args.dry_run and not lock.acquire(kind="doshutdown"):
-        holder, _ = lock.holder()
+        holder, kind = lock.holder()
         lock.escalate()
         log.warning("doshutdown: this box is halting: told the running flow (pid %s) to force everything now", holder)
-        if lock.acquire(wait_s=max(0.0, bound_s - (time.monotonic() - start) - 1.0), kind="doshutdown"):
-            log.info("doshutdown: the running flow finished within %.1f s", time.monotonic() - start)
-            lock.clear_escalation()
-            lock.release()
-        else:
+        if not lock.acquire(wait_s=max(0.0, bound_s - (time.monotonic() - start) - 1.0), kind="doshutdown"):
             log.warning("doshutdown: returning after %.1f s (bound %.0f s); the flow goes on while this box halts",
                         time.monotonic() - start, bound_s)
-        return 0
+            return 0
+        log.info("doshutdown: the running flow finished within %.1f s", time.monotonic() - start)
+        lock.clear_escalation()
+        if kind != "restore":
+            lock.release()
+            return 0
+        log.warning("doshutdown: the restore stopped; forcing down what it woke")  # the lock is ours now
     log.warning("doshutdown: this box is halting: forcing every VM and host down within %.0f s", bound_s)
     deps, mailer, connections = runtime.build(settings, log, dry_run=ctx.args.dry_run, escalated=lambda: True)
     report = Report("forced shutdown (dry run)" if ctx.args.dry_run else "forced shutdown", run_log.run_id)
