@@ -55,7 +55,7 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
     # the hosts' names resolved now, while the site's name service still runs (it may be a VM of it)
     book = AddressBook(settings.paths.state_dir, log, save=not dry_run)
     book.refresh([h.address for h in settings.hosts])
-    connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log, book) for h in settings.hosts}
+    connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log, addresses=book) for h in settings.hosts}
     hypervisors = {h.name: Hypervisor(h, connections[h.name], timings.xe_timeout_s, log) for h in settings.hosts}
     state_file = StateFile(settings.paths.state_dir)
     if dry_run:
