@@ -231,3 +231,16 @@ def test_a_hook_path_with_shell_characters_is_refused(make_config, tmp_path):
     result = run_hgs("install", "apcupsd", "--scriptdir", str(tmp_path / "d"), "--config", str(make_config()),
                      "--hgs", '/x"; rm -rf /')
     assert result.returncode == 1 and "cannot go into a hook" in result.stderr
+
+
+def test_uninstall_puts_back_a_backup_from_before_backups_were_numbered(make_config, tmp_path):
+    config = make_config()
+    scriptdir = tmp_path / "apcupsd"
+    scriptdir.mkdir()
+    write(scriptdir / "onbattery", hooks.render("onbattery", "/usr/local/bin/hgs", str(config)), 0o755)
+    write(scriptdir / "onbattery.hgs-backup", "#!/bin/sh\necho the admin's own\n", 0o700)
+    assert run_hgs("install", "apcupsd", "--scriptdir", str(scriptdir), "--config", str(config)).returncode == 0
+    assert not (scriptdir / "onbattery.hgs-backup.1").exists()  # hgs's own script: nothing to back up
+    assert run_hgs("install", "apcupsd", "--uninstall", "--scriptdir", str(scriptdir), "--config", str(config)).returncode == 0
+    assert (scriptdir / "onbattery").read_text() == "#!/bin/sh\necho the admin's own\n"
+    assert _owner_mode(scriptdir / "onbattery")[2] == 0o700

@@ -86,8 +86,9 @@ def _stat(path):
 
 
 def backups(path):
-    """Returns the backups of ``path``, oldest first."""
-    found = []
+    """Returns the backups of ``path``, oldest first (an unnumbered one, from hgs before backups
+    were numbered, counts as number 0)."""
+    found = [(0, path + BACKUP)] if os.path.exists(path + BACKUP) else []
     for candidate in glob.glob(glob.escape(path + BACKUP) + ".*"):
         suffix = candidate[len(path + BACKUP) + 1:]
         if suffix.isdigit():
@@ -97,7 +98,7 @@ def backups(path):
 
 def _backup(path, actions):
     """Copies ``path`` to the next free NAME.hgs-backup.N with its owner, group and mode."""
-    number = 1 + max([int(name.rsplit(".", 1)[1]) for name in backups(path)] or [0])
+    number = 1 + max([int(name.rsplit(".", 1)[1]) for name in backups(path) if not name.endswith(BACKUP)] or [0])
     target = f"{path}{BACKUP}.{number}"
     try:
         shutil.copy2(path, target)
@@ -350,6 +351,9 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
          actions)
     if plan["user"] != "root":
         _put_sudoers(sudoers_file, hooks.sudoers_rule(plan["user"], hgs_path, config_path), actions)
+    elif hooks.MARKER in (_read(sudoers_file) or ""):  # upsmon now runs as root: no rule needed any more
+        os.unlink(sudoers_file)
+        actions.append(f"removed {sudoers_file} (upsmon runs its hooks as root)")
     if write:
         for name in ("upsmon.conf", "upssched.conf"):
             path = os.path.join(nut_dir, name)

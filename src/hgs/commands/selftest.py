@@ -154,7 +154,7 @@ def check_hooks(ctx, settings, checks):
         if hooks.MARKER not in text:
             problems.append(f"{script} is not hgs's any more")
             continue
-        if not mode & 0o001 or not os.access(script, os.X_OK):
+        if not os.access(script, os.X_OK) or (entry.get("user", "root") != "root" and not mode & 0o001):
             problems.append(f"{script} is not executable by everyone (chmod 755 {script})")
         called = re.search(r'^HGS="([^"\n]*)"$', text, re.M)
         configured = re.search(r'^CONFIG="([^"\n]*)"$', text, re.M)
