@@ -4,6 +4,7 @@ when all is well."""
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -97,10 +98,21 @@ def test_selftest_checks_that_upsmons_user_may_run_the_nut_hooks(make_config, tm
     with tempfile.TemporaryDirectory(prefix="hgs-hook-") as folder:  # where nut can reach it, as /etc/nut
         os.chmod(folder, 0o755)
         hook_copy = shutil.copy2(nut_dir / "hgs-upssched-cmd", folder)
-        hook = subprocess.run(["setpriv", "--reuid", "nut", "--regid", "nut", "--init-groups", hook_copy,
-                               "hgs-onbattery"], capture_output=True, text=True, cwd="/", timeout=20)
+        syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for /dev/log
+        syslog.bind(os.path.join(folder, "log.sock"))
+        os.chmod(os.path.join(folder, "log.sock"), 0o666)
+        syslog.settimeout(5)
+        try:
+            hook = subprocess.run(["setpriv", "--reuid", "nut", "--regid", "nut", "--init-groups", hook_copy,
+                                   "hgs-onbattery"], capture_output=True, text=True, cwd="/", timeout=20,
+                                  env=dict(os.environ, HGS_SYSLOG_SOCKET=os.path.join(folder, "log.sock")))
+            logged = syslog.recv(4096).decode(errors="replace")
+        finally:
+            syslog.close()
     assert hook.returncode != 0
     assert "upssched hgs-onbattery: hgs failed (exit 1) as user nut" in hook.stderr
+    assert logged.startswith("<27>")  # daemon.err
+    assert "upssched hgs-onbattery: hgs failed (exit 1) as user nut" in logged and "password is required" in logged
     # upssched.conf no longer calling hgs's script is found too
     (nut_dir / "upssched.conf").write_text("CMDSCRIPT /usr/local/bin/theirs\n")
     assert "does not run" in _selftest_lines(config)[1]["FAIL  nut hooks"]
