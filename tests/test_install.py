@@ -139,6 +139,7 @@ def test_install_nut_write_keeps_owner_group_mode_the_users_at_lines_and_uninsta
     assert "AT COMMBAD * EXECUTE mycommbad" in upssched and "AT ONBATT * START-TIMER mywarn 30" in upssched
     assert "# (hgs) CMDSCRIPT /usr/local/bin/my-upssched-cmd" in upssched
     assert "PIPEFN /run/nut/upssched.pipe" in upssched  # theirs, moved above the AT lines
+    assert "note: your NOTIFYCMD" not in wrote.stdout  # theirs was upssched already
     # a changed file gets a new backup; the first is never overwritten
     with open(nut_dir / "upsmon.conf", "a") as handle:
         handle.write("DEADTIME 25\n")
@@ -182,6 +183,9 @@ def test_install_nut_refuses_what_cannot_work(make_config, tmp_path):
     (nut_dir / "upsmon.conf").write_text("MONITOR otherups@localhost 1 mon pw primary\n")
     result = _install_nut(config, nut_dir, tmp_path)
     assert result.returncode == 1 and "no MONITOR line for myups@127.0.0.1:3493" in result.stderr
+    (nut_dir / "upsmon.conf").write_text(USER_UPSMON.replace("/sbin/upssched", "/usr/local/bin/notify-me"))
+    result = _install_nut(config, nut_dir, tmp_path, "--write")
+    assert "note: your NOTIFYCMD /usr/local/bin/notify-me is commented out" in result.stdout
     apc = make_config(name="apc.py")
     result = _install_nut(apc, nut_dir, tmp_path)
     assert result.returncode == 1 and "hgs install apcupsd" in result.stderr

@@ -251,6 +251,9 @@ def nut_plan(nut_dir, hgs_path, config_path, ups, upssched="/sbin/upssched", shu
         shutdown = theirs[1] if theirs and len(theirs) > 1 else "/sbin/shutdown -h +0"
         marker = f"{hgs_path} --config {config_path} doshutdown; "
         shutdown = shutdown[len(marker):] if shutdown.startswith(marker) else shutdown
+    notifycmd = _last(upsmon, "NOTIFYCMD")
+    other_notify = notifycmd[1] if notifycmd and len(notifycmd) > 1 and os.path.basename(
+        shlex.split(notifycmd[1] or "x")[0]) not in ("upssched", os.path.basename(upssched)) else None
     flags = {}
     for key, words in upsmon:
         if key == "NOTIFYFLAG" and len(words) > 2 and words[1].upper() in NUT_FLAGS:
@@ -266,7 +269,7 @@ def nut_plan(nut_dir, hgs_path, config_path, ups, upssched="/sbin/upssched", shu
                           "PIPEFN " + (pipefn[1] if pipefn and len(pipefn) > 1 else f"{run_dir}/upssched.pipe"),
                           "LOCKFN " + (lockfn[1] if lockfn and len(lockfn) > 1 else f"{run_dir}/upssched.lock"),
                           *[f"AT {event} {at_name} EXECUTE {command}" for event, command in hooks.NUT_EVENTS.items()]],
-        "user": user, "previous": previous, "at_name": at_name, "cmdscript": own_script,
+        "user": user, "previous": previous, "at_name": at_name, "cmdscript": own_script, "other_notify": other_notify,
     }
 
 
@@ -366,6 +369,9 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
                 _backup(path, actions)
             _write(path, wanted, 0o640, like=_stat(path))
             actions.append(f"wired {path} (owner, group and mode kept)")
+        if plan["other_notify"]:
+            actions.append(f"note: your NOTIFYCMD {plan['other_notify']} is commented out (upsmon runs one NOTIFYCMD, "
+                           "now upssched): have upssched run it, with an AT line and your CMDSCRIPT")
     return actions, plan
 
 
