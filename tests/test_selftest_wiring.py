@@ -116,6 +116,9 @@ def test_selftest_checks_that_upsmons_user_may_run_the_nut_hooks(make_config, tm
     # upssched.conf no longer calling hgs's script is found too
     (nut_dir / "upssched.conf").write_text("CMDSCRIPT /usr/local/bin/theirs\n")
     assert "does not run" in _selftest_lines(config)[1]["FAIL  nut hooks"]
+    text = (nut_dir / "upsmon.conf").read_text().replace("NOTIFYFLAG LOWBATT SYSLOG+WALL+EXEC", "NOTIFYFLAG LOWBATT SYSLOG")
+    (nut_dir / "upsmon.conf").write_text(text)
+    assert "upsmon.conf has no EXEC flag for LOWBATT" in _selftest_lines(config)[1]["FAIL  nut hooks"]
 
 
 def test_selftest_checks_a_nut_secondarys_hostsync_against_the_doshutdown_bound(make_config, tmp_path):

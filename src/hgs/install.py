@@ -175,7 +175,7 @@ def _outside_block(text):
     return lines
 
 
-def _directives(lines):
+def parse_directives(lines):
     """Returns [(KEYWORD, words)] of the directive lines."""
     found = []
     for line in lines:
@@ -185,7 +185,8 @@ def _directives(lines):
     return found
 
 
-def _last(directives, keyword):
+def last_directive(directives, keyword):
+    """Returns the words of the last ``keyword`` line, or None."""
     values = [words for key, words in directives if key == keyword]
     return values[-1] if values else None
 
@@ -228,8 +229,8 @@ def nut_plan(nut_dir, hgs_path, config_path, ups, upssched="/sbin/upssched", shu
     ``ups`` is (ups name, host, port) as hgs reads it; the AT lines name it as upsmon's MONITOR
     line does (None only to uninstall). Raises InstallError when upsmon.conf monitors no such UPS.
     """
-    upsmon = _directives(_outside_block(_read(os.path.join(nut_dir, "upsmon.conf"))))
-    sched = _directives(_outside_block(_read(os.path.join(nut_dir, "upssched.conf"))))
+    upsmon = parse_directives(_outside_block(_read(os.path.join(nut_dir, "upsmon.conf"))))
+    sched = parse_directives(_outside_block(_read(os.path.join(nut_dir, "upssched.conf"))))
     at_name = "*"
     if ups is not None:
         ups_name, host, port = ups
@@ -239,19 +240,19 @@ def nut_plan(nut_dir, hgs_path, config_path, ups, upssched="/sbin/upssched", shu
                                "the UPS hgs reads (UPS['address']): fix one or the other")
         at_name = found[0] if found else (f"{ups_name}@{host}" + (f":{port}" if port != 3493 else ""))
     if user is None:
-        run_as = _last(upsmon, "RUN_AS_USER")
+        run_as = last_directive(upsmon, "RUN_AS_USER")
         user = run_as[1] if run_as and len(run_as) > 1 else "nut"  # upsmon's compiled-in default on Debian
     own_script = os.path.join(nut_dir, "hgs-upssched-cmd")
-    cmdscript = _last(sched, "CMDSCRIPT")
+    cmdscript = last_directive(sched, "CMDSCRIPT")
     previous = cmdscript[1] if cmdscript and len(cmdscript) > 1 else None
     if previous and os.path.abspath(shlex.split(previous)[0]) == own_script:
         previous = None
     if shutdown is None:
-        theirs = _last(upsmon, "SHUTDOWNCMD")
+        theirs = last_directive(upsmon, "SHUTDOWNCMD")
         shutdown = theirs[1] if theirs and len(theirs) > 1 else "/sbin/shutdown -h +0"
         marker = f"{hgs_path} --config {config_path} doshutdown; "
         shutdown = shutdown[len(marker):] if shutdown.startswith(marker) else shutdown
-    notifycmd = _last(upsmon, "NOTIFYCMD")
+    notifycmd = last_directive(upsmon, "NOTIFYCMD")
     other_notify = notifycmd[1] if notifycmd and len(notifycmd) > 1 and os.path.basename(
         shlex.split(notifycmd[1] or "x")[0]) not in ("upssched", os.path.basename(upssched)) else None
     flags = {}
@@ -260,8 +261,8 @@ def nut_plan(nut_dir, hgs_path, config_path, ups, upssched="/sbin/upssched", shu
             flags[words[1].upper()] = [w for w in words[2].split("+") if w.upper() not in ("IGNORE", "EXEC")]
     notify_lines = [f"NOTIFYFLAG {event} " + "+".join(flags.get(event, NUT_DEFAULT_FLAGS.split("+")) + ["EXEC"])
                     for event in NUT_FLAGS]
-    pipefn = _last(sched, "PIPEFN")
-    lockfn = _last(sched, "LOCKFN")
+    pipefn = last_directive(sched, "PIPEFN")
+    lockfn = last_directive(sched, "LOCKFN")
     return {
         "upsmon.conf": [f"NOTIFYCMD {upssched}", *notify_lines,
                         "SHUTDOWNCMD " + _quote(f"{hgs_path} --config {config_path} doshutdown; {shutdown}")],

@@ -146,7 +146,8 @@ def check_hooks(ctx, settings, checks):
     hook_hgs = this_hgs
     for script in entry.get("scripts", []):
         try:
-            text = open(script, errors="replace").read()
+            with open(script, errors="replace") as handle:
+                text = handle.read()
             mode = os.stat(script).st_mode
         except OSError as err:
             problems.append(f"{script} cannot be read ({err.strerror or err})")
@@ -185,12 +186,19 @@ def _nut_wiring(entry, hgs_path, config):
 
     problems = []
     script = entry.get("scripts", [""])[0]
-    upssched = os.path.join(entry.get("nut_dir", "/etc/nut"), "upssched.conf")
-    try:
-        lines = install._directives(open(upssched, errors="replace").read().splitlines())
-    except OSError as err:
-        lines = None
-        problems.append(f"{upssched} cannot be read ({err.strerror or err})")
+    nut_dir = entry.get("nut_dir", "/etc/nut")
+    upsmon = _read_directives(os.path.join(nut_dir, "upsmon.conf"), problems)
+    if upsmon is not None:
+        notifycmd = install.last_directive(upsmon, "NOTIFYCMD")
+        if not notifycmd or len(notifycmd) < 2 or "upssched" not in os.path.basename(notifycmd[1].split()[0]):
+            problems.append(f"{nut_dir}/upsmon.conf does not run upssched as its NOTIFYCMD")
+        flags = {words[1].upper(): words[2].upper().split("+") for key, words in upsmon
+                 if key == "NOTIFYFLAG" and len(words) > 2}
+        missing = [event for event in install.NUT_FLAGS if "EXEC" not in flags.get(event, [])]
+        if missing:
+            problems.append(f"{nut_dir}/upsmon.conf has no EXEC flag for {', '.join(missing)}: upssched never hears of it")
+    upssched = os.path.join(nut_dir, "upssched.conf")
+    lines = _read_directives(upssched, problems)
     if lines is not None:
         keys = [key for key, _ in lines]
         cmdscripts = [words[1] for key, words in lines if key == "CMDSCRIPT" and len(words) > 1]
@@ -217,6 +225,17 @@ def _nut_wiring(entry, hgs_path, config):
     return problems
 
 
+def _read_directives(path, problems):
+    from hgs import install
+
+    try:
+        with open(path, errors="replace") as handle:
+            return install.parse_directives(handle.read().splitlines())
+    except OSError as err:
+        problems.append(f"{path} cannot be read ({err.strerror or err})")
+        return None
+
+
 def check_nut_secondary(ctx, settings, checks):
     """On a NUT secondary, the primary waits HOSTSYNC seconds for this box to log off before it
     cuts the power: shorter than doshutdown_bound_s, the UPS may cut hgs's forced shutdown off."""
@@ -228,13 +247,13 @@ def check_nut_secondary(ctx, settings, checks):
     path = os.path.join(entry.get("nut_dir") or ctx.args.nut_dir, "upsmon.conf")
     try:
         with open(path, errors="replace") as handle:
-            directives = install._directives(handle.read().splitlines())
+            directives = install.parse_directives(handle.read().splitlines())
     except OSError:
         return  # not readable here: nothing to say
     found = install.monitor_name(directives, settings.ups.ups_name, settings.ups.host, settings.ups.port)
     if found is None or found[1] not in ("secondary", "slave"):
         return
-    hostsync = install._last(directives, "HOSTSYNC")
+    hostsync = install.last_directive(directives, "HOSTSYNC")
     try:
         hostsync_s = float(hostsync[1]) if hostsync and len(hostsync) > 1 else 15.0
     except ValueError:
