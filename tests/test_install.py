@@ -168,6 +168,13 @@ def test_install_nut_writes_a_sudo_rule_for_exactly_the_hooks_command_lines(make
     assert allowed == [f"nut ALL=(root) NOPASSWD: /usr/local/bin/hgs --config {config} doshutdown --only-if-critical,"
                        f"     /usr/local/bin/hgs --config {config} offbattery,     /usr/local/bin/hgs --config {config} "
                        "onbattery"]
+    # upssched.conf did not exist: it is created like upsmon.conf, so that upssched (as nut) reads it
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    write(fresh / "upsmon.conf", USER_UPSMON, 0o640)
+    os.chown(fresh / "upsmon.conf", 0, 4)
+    assert _install_nut(config, fresh, tmp_path, "--write").returncode == 0
+    assert _owner_mode(fresh / "upssched.conf") == (0, 4, 0o640)
     # upsmon told to run as root: no rule is needed, none is written
     rule.unlink()
     root_dir = tmp_path / "asroot"

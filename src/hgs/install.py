@@ -368,7 +368,8 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
                 continue
             if current is not None:
                 _backup(path, actions)
-            _write(path, wanted, 0o640, like=_stat(path))
+            # a file hgs creates takes its owner, group and mode from upsmon.conf (Debian: root:nut 0640)
+            _write(path, wanted, 0o640, like=_stat(path) or _stat(os.path.join(nut_dir, "upsmon.conf")))
             actions.append(f"wired {path} (owner, group and mode kept)")
         if plan["other_notify"]:
             actions.append(f"note: your NOTIFYCMD {plan['other_notify']} is commented out (upsmon runs one NOTIFYCMD, "
