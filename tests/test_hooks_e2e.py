@@ -84,7 +84,7 @@ class RealNutChain:
     so NOTIFYCMD, upssched and the command script run as nut and reach hgs through sudo; the
     config files are root:nut 0640. The admin had a CMDSCRIPT and AT lines of their own."""
 
-    def __init__(self, processes):
+    def __init__(self, processes, final_delay_s=0):
         self.processes = processes
         self.uid, self.gid = ensure_nut_user()
         # under /tmp, not pytest's 0700 folder: the user nut must reach its files, as in /etc/nut
@@ -111,7 +111,7 @@ class RealNutChain:
             POLLFREQ 1
             POLLFREQALERT 1
             DEADTIME 5
-            FINALDELAY 0
+            FINALDELAY {final_delay_s}
             HOSTSYNC 1
             POWERDOWNFLAG {self.folder}/killpower
             NOTIFYCMD {NUT_DIR / "sbin" / "upssched"}
@@ -183,8 +183,8 @@ def nut_chain(processes):
     require_binary("sudo", "sudo")
     chains = []
 
-    def make():
-        chains.append(RealNutChain(processes))
+    def make(**kwargs):
+        chains.append(RealNutChain(processes, **kwargs))
         return chains[-1]
 
     yield make
@@ -201,7 +201,7 @@ def _owner_mode(path):
 def test_real_nut_as_debian_runs_it_a_whole_cycle_lowbatt_on_line_ignored_fsd_forces(site_lab, nut_chain, postfix):
     lab = site_lab(SCENARIO, ups_state="online", timings={"confirm_outage_s": 2, "restore_confirm_s": 2},
                    extra="MAIL = {'to': ['root'], 'subject_tag': '[hgs-nut-e2e]'}\n")
-    chain = nut_chain()
+    chain = nut_chain(final_delay_s=15)  # upsmon's own SHUTDOWNCMD comes 15 s after an FSD notification
     lab.write_config(lab.timings, lab.extra, ups=f"'daemon': 'nut', 'address': 'dummy@127.0.0.1:{chain.port}'")
     files = [chain.folder / "upsmon.conf", chain.folder / "upssched.conf"]
     assert [_owner_mode(f) for f in files] == [(0, chain.gid, 0o640)] * 2
@@ -234,10 +234,12 @@ def test_real_nut_as_debian_runs_it_a_whole_cycle_lowbatt_on_line_ignored_fsd_fo
     assert lab.site.vm_states() == RUNNING and len(lab.calls("vm-shutdown")) == shutdowns
     assert not chain.halted.exists()
 
-    # FSD: the site goes down at once, and upsmon halts "this box"
+    # FSD: hgs's FSD hook forces the site down at once, before upsmon's SHUTDOWNCMD (FINALDELAY
+    # later: it runs 'hgs doshutdown' too) halts "this box"
     chain.set_status("FSD OL", 20, 300)
-    wait_for(lambda: chain.halted.exists(), 60, "upsmon's SHUTDOWNCMD")
     wait_for(lambda: lab.site.vm_states() == HALTED, 30, "the VMs forced down")
+    assert not chain.halted.exists()
+    wait_for(lambda: chain.halted.exists(), 60, "upsmon's SHUTDOWNCMD")
 
     gone = chain.install(lab.config, "--uninstall")
     assert gone.returncode == 0, gone.stderr
