@@ -88,6 +88,8 @@ def hand_off(ctx, command, flow_name):
         return False
     record_event(ctx.settings, command)  # first: a running flow hears of it at its next look
     how, run_id = detach(ctx, command)
+    if "systemd-run failed" in how:  # worth a line even from a hook: a daemon restart could end this flow
+        print(f"hgs {command}: {how.split('; ', 1)[1]}", file=ctx.stderr)
     if ctx.verbose or ctx.stdout.isatty():
         ctx.out(f"hgs {command}: {flow_name} flow started in the background (run {run_id}, {how}); "
                 f"see {ctx.settings.paths.log_file}")
