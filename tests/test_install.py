@@ -6,8 +6,6 @@ import os
 import stat
 import subprocess
 
-import pytest
-
 from hgs import hooks, install
 from lab import REPO, run_hgs, write
 
