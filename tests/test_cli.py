@@ -19,7 +19,7 @@ def test_help_explains_every_command():
 
 
 def test_help_texts_say_what_the_commands_do():
-    doshutdown = run_hgs("doshutdown", "--help").stdout
+    doshutdown = " ".join(run_hgs("doshutdown", "--help").stdout.split())
     assert "detached" not in doshutdown and "always runs in this process" in doshutdown
     assert "--config" not in run_hgs("demo", "--help").stdout
     for argv in (["demo", "--config", "/etc/hgs/config.py"], ["--config", "/etc/hgs/config.py", "demo"]):

@@ -59,7 +59,7 @@ def test_init_then_the_printed_steps_end_with_selftest_all_well(site_lab, tmp_pa
         (door.folder / "authorized_keys").write_text(public + "\n")
     # the other steps: every printed command, in order (hooks are not installed on this test machine)
     commands = [shlex.split(line.split("$ ", 1)[1]) for line in result.stdout.splitlines() if "$ hgs " in line]
-    assert [c[3:] for c in commands] == [["check-config"], ["trust", "xen1"], ["trust", "xen2"], ["selftest"],
+    assert [c[3:] for c in commands] == [["check-config"], ["trust", "xen1"], ["trust", "xen2"], ["selftest", "-v"],
                                          ["install", "apcupsd"], ["install", "cron"]]
     assert all(c[:3] == ["hgs", "--config", str(config)] for c in commands)
     outputs = []

@@ -357,8 +357,8 @@ def _next_steps(ctx, path, public):
             "     (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there):")
     for host in hosts:
         ctx.out(f"       $ hgs{opt} trust {host.name}")
-    ctx.out("  4. Check the whole chain until it says 'all well':")
-    ctx.out(f"       $ hgs{opt} selftest")
+    ctx.out("  4. Check the whole chain until it says 'all well' (-v: every check; from cron it is silent when well):")
+    ctx.out(f"       $ hgs{opt} selftest -v")
     ctx.out("  5. Hook hgs into the UPS daemon, and add the daily self-test and the boot-time resume:")
     ctx.out(f"       $ hgs{opt} install {daemon}")
     ctx.out(f"       $ hgs{opt} install cron")
