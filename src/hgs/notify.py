@@ -100,7 +100,7 @@ class Notifier:
         self._lock = threading.Lock()
 
     def wanted(self, event):
-        return (self.settings.command and event in self.settings.events) or event in self.settings.mail_events
+        return bool(self.settings.command and event in self.settings.events) or event in self.settings.mail_events
 
     def emit(self, event, summary):
         """Starts the notice for ``event`` beside the caller and returns at once. Never raises."""
