@@ -544,20 +544,21 @@ class FakeHypervisor:
 
 # -- running a flow the way the commands do -------------------------------------------------
 
-def run_outage(site, confirm=True, escalated=lambda: False, events=None):
-    """Runs the outage flow against ``site``; returns (flow, report, mailer, exit code)."""
+def run_outage(site, confirm=True, escalated=lambda: False, events=None, flow_class=None):
+    """Runs the outage flow against ``site`` and mails its report as the commands do;
+    returns (flow, report, mailer, exit code)."""
     from hgs.commands._flow import mail_report
     from hgs.flows.outage import OutageFlow
     from hgs.flows.report import Report
 
     deps = site.deps(escalated=escalated, events=events)
     report = Report("outage", "run-1")
-    flow = OutageFlow(deps, report)
+    flow = (flow_class or OutageFlow)(deps, report)
     flow.run(confirm=confirm)
     mailer = RecordingMailer()
     ctx = SimpleNamespace(settings=site.settings, args=SimpleNamespace(command="onbattery"))
     mail_report(ctx, report, mailer, SimpleNamespace(logger=deps.log, text=site.log.text))
-    return flow, report, mailer, 1 if report.failed else 0
+    return flow, report, mailer, 1 if report.failed else 0  # as report.exit_code()
 
 
 def rng(seed):

@@ -27,6 +27,8 @@ class Report:
     vms: list = field(default_factory=list)
     hosts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    faults: list = field(default_factory=list)  # "where: what" of every fault the run met, in order
+    recovered: int = 0  # how many of them a retry or a fallback overcame
 
     def fact(self, text):
         self.lines.append(text)
@@ -38,6 +40,22 @@ class Report:
     def host(self, name, outcome, seconds=None, detail="", failed=False):
         self.hosts.append(Item(name, outcome, seconds, detail))
         self.failed |= failed
+
+    def fault(self, where, text, recovered=False):
+        """Records a fault: in the notes (so the mail and the run history name it) and, unless a
+        retry or a fallback overcame it, as a failure of the run."""
+        line = f"{where}: {text}"
+        self.faults.append(line)
+        if recovered:
+            self.recovered += 1
+            self.notes.append(f"fault (recovered): {line}")
+        else:
+            self.failed = True
+            self.notes.append(f"FAULT: {line}")
+
+    def exit_code(self):
+        """Returns the exit code of the command that ran this flow: 1 when anything failed."""
+        return 1 if self.failed else 0
 
     def finish(self, result, failed=None):
         self.result = result
