@@ -153,7 +153,7 @@ class Site:
     """A pool of fake hosts and VMs, a UPS and a clock; ``hypervisors`` as Deps wants them."""
 
     def __init__(self, tmp_path, scenario=POOL_SCENARIO, timings=None, plan=None, ups_script=None,
-                 off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config=""):
+                 off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.clock = ManualClock()
@@ -174,6 +174,10 @@ class Site:
         self.log_calls = []  # (t, where, call, args, result)
         self.ups_script = ups_script or [(0.0, "ONBATT")]
         self.settings = self._settings(timings, stop_last, mail_when, extra_config)
+        if forced:  # the settings 'hgs doshutdown' runs its flow with
+            from hgs.commands.doshutdown import forced_settings
+
+            self.settings = forced_settings(self.settings)
         self.hypervisors = {name: FakeHypervisor(self, name, self.settings.timings.xe_timeout_s)
                             for name in self.hosts}
 
