@@ -174,6 +174,7 @@ class Site:
         self.log_calls = []  # (t, where, call, args, result)
         self.ups_script = ups_script or [(0.0, "ONBATT")]
         self.settings = self._settings(timings, stop_last, mail_when, extra_config)
+        self.forced = forced
         if forced:  # the settings 'hgs doshutdown' runs its flow with
             from hgs.commands.doshutdown import forced_settings
 

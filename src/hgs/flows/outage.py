@@ -546,9 +546,17 @@ class OutageFlow:
         elif stage == "clean" and error.code in FORCE_AT_ONCE:
             self._to_force(track, self.d.clock.now(), "no guest tools (VM_LACKS_FEATURE)")
         elif stage == "clean":
+            self._unexpected(track, "clean shutdown", error)
             self._to_force(track, self.d.clock.now(), f"clean shutdown failed: {error.summary}")
         else:
+            self._unexpected(track, "forced shutdown", error)
             self._reset(track, start, f"force failed: {error.summary}")
+
+    def _unexpected(self, track, what, error):
+        """An xe error hgs has no code for is a fault of the run (forcing or resetting the VM
+        overcomes it); a known VM error (e.g. VM_SHUTDOWN_TIMEOUT) is that VM's outcome only."""
+        if error.code == "OTHER":
+            self.fault(f"{what} of {track.vm['name']}", HgsError(error.summary), recovered=True)
 
     def _reset(self, track, start, why):
         hv = self.d.hypervisors[self.pools[track.pool].executor]
@@ -593,14 +601,15 @@ class OutageFlow:
             return config
         return SimpleNamespace(name=info.name, address=info.address, ssh_port=22, down_check="ping+ssh")
 
-    def _send_via(self, name, info):
-        """Sends host-disable and host-shutdown for ``info`` through the config host ``name``;
+    def _send_via(self, name, host):
+        """Sends host-disable and host-shutdown for ``host`` through the config host ``name``;
         returns what happened ('sent', 'sent, session dropped'); raises when it was not sent."""
-        hv = self.d.hypervisors[name]
+        hv, info = self.d.hypervisors[name], host.info
         try:
             hv.host_disable(info.uuid)
         except XeCallError as err:  # host-shutdown says HOST_NOT_DISABLED if it mattered
             self.log.warning("%s: host-disable failed: %s", info.name, err.error.summary)
+            host.errors.append(err)
         try:
             return hv.host_shutdown(info.uuid)
         except XeCallError as err:
@@ -617,7 +626,7 @@ class OutageFlow:
         host.attempts += 1
         for name in routes[:2]:
             try:
-                sent = self._send_via(name, host.info)
+                sent = self._send_via(name, host)
             except Exception as err:  # this host's error is this host's alone
                 host.errors.append(err)
                 self.log.warning("%s: host-shutdown not sent through %s: %s", host.info.name, name, describe(err))
@@ -643,11 +652,14 @@ class OutageFlow:
             for host in hosts:
                 self._send(host)
             if self.escalated():
+                # the box is halting: the next stage is sent now (all are confirmed below). A member
+                # not sent, or whose session dropped under the call, is sent again first: once its
+                # master is down, nothing can reach it any more
                 for _ in range(ESCALATED_SENDS - 1):
                     for host in hosts:
-                        if host.sent is None:
+                        if host.sent is None or host.sent.endswith("session dropped"):
                             self._send(host)
-                continue  # the box is halting: the next stage is sent now; all are confirmed below
+                continue
             self._confirm_down(hosts, b)
         self._confirm_down(all_hosts, b)
         for host in all_hosts:
