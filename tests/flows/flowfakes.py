@@ -153,7 +153,8 @@ class Site:
     """A pool of fake hosts and VMs, a UPS and a clock; ``hypervisors`` as Deps wants them."""
 
     def __init__(self, tmp_path, scenario=POOL_SCENARIO, timings=None, plan=None, ups_script=None,
-                 off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False):
+                 off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False,
+                 ups_extra=""):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.clock = ManualClock()
@@ -173,7 +174,7 @@ class Site:
             self.vms[vm.uuid] = vm
         self.log_calls = []  # (t, where, call, args, result)
         self.ups_script = ups_script or [(0.0, "ONBATT")]
-        self.settings = self._settings(timings, stop_last, mail_when, extra_config)
+        self.settings = self._settings(timings, stop_last, mail_when, extra_config, ups_extra)
         self.forced = forced
         if forced:  # the settings 'hgs doshutdown' runs its flow with
             from hgs.commands.doshutdown import forced_settings
@@ -184,11 +185,11 @@ class Site:
 
     # -- config ---------------------------------------------------------------------------
 
-    def _settings(self, timings, stop_last, mail_when, extra_config):
+    def _settings(self, timings, stop_last, mail_when, extra_config, ups_extra):
         values = dict(TIMINGS, **(timings or {}))
         hosts = ", ".join(f"{{'name': {h.name!r}, 'address': {h.address!r}}}" for h in self.hosts.values())
         text = textwrap.dedent(f"""\
-            UPS = {{'daemon': 'apcupsd', 'address': '127.0.0.1:3551', 'poll_interval_s': 1}}
+            UPS = {{'daemon': 'apcupsd', 'address': '127.0.0.1:3551', 'poll_interval_s': 1{ups_extra}}}
             HOSTS = [{hosts}]
             VMS = {{'stop_last': {list(stop_last)!r}}}
             TIMINGS = {values!r}
@@ -250,7 +251,8 @@ class Site:
             raise UpsError(f"apcupsd at 127.0.0.1:3551: {message}")
         now = self.clock.now()
         state = next((s for t, s in reversed(self.ups_script) if now >= t), "ONLINE")
-        mapping = {"ONLINE": UpsState.ON_LINE, "ONBATT": UpsState.ON_BATTERY, "LOWBATT": UpsState.LOW_BATTERY}
+        mapping = {"ONLINE": UpsState.ON_LINE, "ONBATT": UpsState.ON_BATTERY, "LOWBATT": UpsState.LOW_BATTERY,
+                   "COMMLOST": UpsState.COMM_LOST}
         return UpsStatus(mapping[state], 80.0, 1800, state, "apcupsd", "127.0.0.1:3551")
 
     # -- deps ---------------------------------------------------------------------------------

@@ -53,3 +53,17 @@ def test_escalated_flow_forces_at_once_and_sends_every_host_down(site):
     assert s.host_powers() == {"master": "off", "member1": "off", "member2": "off"}
     assert set(s.vm_states().values()) == {"halted"}
     assert not [c for c in s.log_calls if c[2] == "vm-shutdown"]  # no clean shutdown was even tried
+
+
+def test_ups_comm_lost_after_an_onbattery_event_with_policy_outage_is_an_outage(site):
+    # apcupsd answers COMMLOST (NUT: DATA-STALE) for the whole window: the daemon lost the UPS
+    s = site(ups_script=[(0.0, "COMMLOST")], ups_extra=", 'lost_contact': 'outage'")
+    flow, report, mailer, code = run_outage(s, events=[(s.clock.wall() - 1, "onbattery")])
+    assert "UPS contact lost during confirmation (the daemon reported comm lost" in report.summary()
+    assert s.host_powers() == {"master": "off", "member1": "off", "member2": "off"}
+
+
+def test_ups_comm_lost_with_the_default_policy_touches_nothing(site):
+    s = site(ups_script=[(0.0, "COMMLOST")])
+    flow, report, mailer, code = run_outage(s, events=[(s.clock.wall() - 1, "onbattery")])
+    assert report.result == "stopped: outage not confirmed" and s.log_calls == []

@@ -202,12 +202,15 @@ class OutageFlow:
             if now - outage_since >= window:
                 break
             clock.sleep(min(self.d.settings.ups.poll_interval_s, window - (now - outage_since)))
-        if not seen_battery and last is None and self.d.settings.ups.lost_contact == "outage" \
+        # no reading said on line (that returned above) nor on battery: the daemon did not answer, or
+        # answered that it lost the UPS (apcupsd COMMLOST, a NUT driver's stale data): contact is lost
+        if not seen_battery and self.d.settings.ups.lost_contact == "outage" \
                 and self.d.last_event("onbattery", began - window - 60) is not None:
-            self.log.warning("the UPS daemon did not answer during the confirmation, after it reported the power "
-                             "failure; UPS['lost_contact'] is 'outage': treated as confirmed")
-            self.report.fact("UPS unreadable during confirmation after an onbattery event: treated as an outage "
-                             "(UPS['lost_contact'] = 'outage')")
+            how = "did not answer" if last is None else f"reported {last.state.value} ({last.raw or 'no status'})"
+            self.log.warning("the UPS daemon %s during the confirmation, after it reported the power failure; "
+                             "UPS['lost_contact'] is 'outage': treated as confirmed", how)
+            self.report.fact(f"UPS contact lost during confirmation (the daemon {how}) after an onbattery event: "
+                             "treated as an outage (UPS['lost_contact'] = 'outage')")
             return True
         if not seen_battery:
             self.log.warning("the UPS never reported running on battery during the confirmation window: "
