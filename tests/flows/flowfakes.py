@@ -78,9 +78,10 @@ class Faults:
     ``plan`` is {position: kind}. ``calls`` lists (position, group, call, where) in order.
     """
 
-    def __init__(self, clock, plan=None):
+    def __init__(self, clock, plan=None, always=None):
         self.clock = clock
         self.plan = dict(plan or {})
+        self.always = dict(always or {})  # {call: kind}: every such call fails
         self.position = 0
         self.calls = []
         self.injected = []
@@ -90,7 +91,7 @@ class Faults:
         position = self.position
         self.position += 1
         self.calls.append((position, group, call, where))
-        kind = self.plan.get(position)
+        kind = self.plan.get(position, self.always.get(call))
         if kind is not None and kind not in KINDS_FOR[group]:
             kind = None
         return position, kind
@@ -154,12 +155,13 @@ class Site:
 
     def __init__(self, tmp_path, scenario=POOL_SCENARIO, timings=None, plan=None, ups_script=None,
                  off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False,
-                 ups_extra=""):
+                 ups_extra="", always=None, call_s=0.0):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.clock = ManualClock()
-        self.faults = Faults(self.clock, plan)
+        self.faults = Faults(self.clock, plan, always)
         self.off_after_s = off_after_s
+        self.call_s = call_s  # virtual seconds each xe call takes (a round trip and xapi's work)
         self.hosts = {}
         for index, name in enumerate(scenario["hosts"]):
             self.hosts[name] = FakeHost(name, new_uuid(f"host/{name}"), f"127.0.0.{index + 1}")
@@ -423,6 +425,7 @@ class FakeHypervisor:
         if self.name != master.name and master.power != "on":
             site.log_calls.append((now, self.name, call, args, "master unreachable"))
             raise XeCallError(self.name, (call,), xe_error("CANNOT_CONTACT_HOST"))
+        site.clock.advance(site.call_s)
         try:
             result = run()
         except XeCallError as err:

@@ -48,19 +48,26 @@ def assert_protected(s, report, mailer, code, fault_text, recovered=False):
 
 @pytest.mark.parametrize("kind", ["hang", "xe", "garbage"])
 def test_the_ha_statefile_read_failing_never_keeps_ha_on(site, kind):
-    at = position(site, "pool-param-get")
-    s = site(plan={at: kind})
+    s = site(always={"pool-param-get": kind})  # during the confirmation and after it
     flow, report, mailer, code = run_outage(s)
-    assert_protected(s, report, mailer, code, f"injected {kind} #{at} in pool-param-get")
+    assert_protected(s, report, mailer, code, f"in pool-param-get")
+    assert "FAULT: reading the HA heartbeat SR (for the restore)" in report.summary()
     pool = s.state_file.read()["snapshot"]["pools"][s.pool_uuid]
     assert pool["ha_was_enabled"] is True and pool["ha_srs"] == [] and "unknown" in pool["ha_srs_unknown"]
 
 
 def test_a_bad_uuid_from_the_statefile_vdi_never_keeps_ha_on(site):
-    at = position(site, "vdi-param-get")
-    s = site(plan={at: "garbage"})
+    s = site(always={"vdi-param-get": "garbage"})
     flow, report, mailer, code = run_outage(s)
     assert_protected(s, report, mailer, code, "not a uuid")
+
+
+def test_a_statefile_read_failing_once_is_read_again_after_the_confirmation(site):
+    at = position(site, "pool-param-get")  # read ahead during the confirmation window
+    s = site(plan={at: "hang"})
+    flow, report, mailer, code = run_outage(s)
+    assert_protected(s, report, mailer, code, f"injected hang #{at} in pool-param-get", recovered=True)
+    assert s.state_file.read()["snapshot"]["pools"][s.pool_uuid]["ha_srs"] == [s.ha_sr]
 
 
 def test_a_failed_retry_after_host_not_disabled_does_not_end_the_host_stage(site):

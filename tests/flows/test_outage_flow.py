@@ -42,9 +42,46 @@ def test_power_back_during_confirmation_touches_nothing(site):
     s = site(ups_script=[(0.0, "ONBATT"), (2.0, "ONLINE")])
     flow, report, mailer, code = run_outage(s)
     assert code == 0
-    assert report.result.startswith("stopped")
-    assert s.log_calls == []  # not a single xe call
-    assert set(s.vm_states().values()) == {"running"}
+    assert report.result == "stopped: power back during confirmation"
+    assert s.calls("pool-list") and s.changes() == []  # read ahead; not a single change
+    assert set(s.vm_states().values()) == {"running"} and s.ha_enabled
+
+
+def test_the_reads_run_during_the_confirmation_and_the_first_change_follows_it_at_once(site):
+    s = site(call_s=0.1)  # each xe call takes 0.1 s
+    flow, report, mailer, code = run_outage(s)
+    window_end = s.settings.timings.confirm_outage_s
+    reads = [t for t, _, call, _, _ in s.log_calls if call in ("pool-list", "host-list", "pool-param-get")]
+    assert reads and max(reads) < window_end  # discovery and the HA read ran inside the window
+    first_change = s.changes()[0]
+    assert first_change[2] == "pool-ha-disable"
+    assert first_change[0] - window_end < 0.3
+    after = [call for t, _, call, _, _ in s.log_calls if window_end <= t <= first_change[0]]
+    assert after == ["vm-power-states", "pool-ha-disable"]  # one fresh power-state read, then the change
+
+
+def test_a_vm_started_during_the_confirmation_is_shut_down_too(site):
+    s = site()
+    late = next(vm for vm in s.vms.values() if vm.name == "web2")
+    late.power = "halted"
+    flow_deps = s.deps
+
+    def deps(**kwargs):  # web2 starts 3 s into the confirmation window, after the read-ahead listed the VMs
+        d = flow_deps(**kwargs)
+        read = d.read_ups
+
+        def read_ups():
+            if s.clock.now() >= 3.0 and late.power == "halted" and late.halt_at is None:
+                late.power = "running"
+            return read()
+
+        d.read_ups = read_ups
+        return d
+
+    s.deps = deps
+    flow, report, mailer, code = run_outage(s)
+    assert "web2" in {item.name for item in report.vms}
+    assert set(s.vm_states().values()) == {"halted"}
 
 
 def test_escalated_flow_forces_at_once_and_sends_every_host_down(site):
@@ -66,4 +103,4 @@ def test_ups_comm_lost_after_an_onbattery_event_with_policy_outage_is_an_outage(
 def test_ups_comm_lost_with_the_default_policy_touches_nothing(site):
     s = site(ups_script=[(0.0, "COMMLOST")])
     flow, report, mailer, code = run_outage(s, events=[(s.clock.wall() - 1, "onbattery")])
-    assert report.result == "stopped: outage not confirmed" and s.log_calls == []
+    assert report.result == "stopped: outage not confirmed" and s.changes() == []

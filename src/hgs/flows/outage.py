@@ -121,6 +121,8 @@ class OutageFlow:
         self.running_now = {}  # what this run found running: the VMs to shut down
         self.plan_lines = None
         self._said = set()
+        # read ahead during the confirmation window (read-only): pools, VM lists, HA's heartbeat SR
+        self.early = SimpleNamespace(pools={}, errors={}, vms={}, srs={}, steps=None)
 
     # -- faults and phases --------------------------------------------------------------
 
@@ -201,7 +203,9 @@ class OutageFlow:
                 break
             if now - outage_since >= window:
                 break
-            clock.sleep(min(self.d.settings.ups.poll_interval_s, window - (now - outage_since)))
+            until = clock.now() + min(self.d.settings.ups.poll_interval_s, window - (now - outage_since))
+            self.read_ahead(until)
+            clock.sleep(until - clock.now())
         # no reading said on line (that returned above) nor on battery: the daemon did not answer, or
         # answered that it lost the UPS (apcupsd COMMLOST, a NUT driver's stale data): contact is lost
         if not seen_battery and self.d.settings.ups.lost_contact == "outage" \
@@ -223,7 +227,59 @@ class OutageFlow:
         self.report.fact(f"outage confirmed after {took:.1f} s{text}")
         return True
 
+    # -- reading ahead during the confirmation -----------------------------------------------
+
+    def read_ahead(self, until):
+        """Does read-only work of the next phases (connections, pools, VM lists, HA's heartbeat
+        SR) while the confirmation waits for its next UPS poll, one step at a time, until
+        ``until`` (clock.now()). Nothing changes anywhere: a power return still cancels with
+        nothing touched, and the first change follows the window at once."""
+        if self.early.steps is None:
+            self.early.steps = self._early_steps()
+        while self.d.clock.now() < until:
+            if next(self.early.steps, "done") == "done":
+                return
+
+    def _early_steps(self):
+        pools = self.early.pools
+        for host in self.d.settings.hosts:
+            if host.name in {c.name for view in pools.values() for c in view.config.values()}:
+                continue
+            try:
+                self._ask_host(host, pools)
+            except Exception as err:  # asked again after the window
+                self.early.errors[host.name] = err
+                self.fault(f"reading ahead: {host.name} (asked again after the confirmation)", err, recovered=True)
+            yield
+        for pool_uuid, view in list(pools.items()):
+            hv = self.d.hypervisors[view.executor]
+            try:
+                self.early.vms[pool_uuid] = hv.vms(running_only=True)
+            except Exception as err:  # listed again after the window
+                self.fault("reading ahead: the running VMs (listed again after the confirmation)", err, recovered=True)
+            yield
+            if view.info.ha_enabled:
+                try:
+                    self.early.srs[pool_uuid] = list(hv.ha_statefile_srs(pool_uuid))
+                except Exception as err:  # read again after the window
+                    self.fault("reading ahead: the HA heartbeat SR (read again after the confirmation)", err,
+                               recovered=True)
+                yield
+
     # -- 2. discover and snapshot ----------------------------------------------------------
+
+    def _ask_host(self, host, pools):
+        """Asks the config host ``host`` for its pool and hosts; adds the answer to ``pools``.
+        Raises whatever the host raised."""
+        hv = self.d.hypervisors[host.name]
+        info = hv.pool()
+        infos = hv.hosts()
+        view = pools.get(info.uuid)
+        if view is None:
+            view = pools[info.uuid] = PoolView(info, infos, host.name, match_config(infos, self.d.settings.hosts))
+        master_config = view.config.get(info.master)
+        if master_config is not None and master_config.name == host.name:
+            view.executor = host.name  # the master answered: it runs the pool's commands
 
     def discover(self):
         """Asks every configured host for its pool; returns {pool uuid: PoolView}.
@@ -235,15 +291,18 @@ class OutageFlow:
         """
         from hgs.remote import HostKeyError
 
-        pools, pending = {}, list(self.d.settings.hosts)
+        pools = dict(self.early.pools)  # what the confirmation window read ahead
+        covered = {c.name for view in pools.values() for c in view.config.values()}
+        answered = covered - set(self.early.errors)
+        pending = [h for h in self.d.settings.hosts if h.name not in answered
+                   and not isinstance(self.early.errors.get(h.name), HostKeyError)]
         deadline = self.d.clock.now() + self.timings.unreachable_retry_s
-        errors, once_failed = {}, {}
+        errors = {n: e for n, e in self.early.errors.items() if isinstance(e, HostKeyError)}
+        once_failed = {}
         while pending:
             for host in list(pending):
-                hv = self.d.hypervisors[host.name]
                 try:
-                    info = hv.pool()
-                    infos = hv.hosts()
+                    self._ask_host(host, pools)
                 except HostKeyError as err:
                     self.log.error("%s", err)
                     errors[host.name] = err
@@ -259,12 +318,6 @@ class OutageFlow:
                     self.log.info("%s answers now", host.name)
                     self.fault(f"discovery: {host.name}", once_failed[host.name], recovered=True)
                 pending.remove(host)
-                view = pools.get(info.uuid)
-                if view is None:
-                    view = pools[info.uuid] = PoolView(info, infos, host.name, match_config(infos, self.d.settings.hosts))
-                master_config = view.config.get(info.master)
-                if master_config is not None and master_config.name == host.name:
-                    view.executor = host.name  # the master answered: it runs the pool's commands
             covered = {c.name for view in pools.values() for c in view.config.values()}
             pending = [h for h in pending if h.name not in covered]
             if not pending or self.d.clock.now() >= deadline or self.escalated():
@@ -294,8 +347,10 @@ class OutageFlow:
                 config = view.config.get(info.uuid)
                 hosts[info.uuid] = {"name": info.name, "config": config.name if config else None, "pool": pool_uuid,
                                     "master": info.uuid == view.info.master, "address": info.address}
-            running = self._read(f"listing the running VMs of pool {pool_uuid[:8]}", pool_uuid,
-                                 lambda hv: hv.vms(running_only=True))
+            running = self._refresh(pool_uuid)
+            if running is None:
+                running = self._read(f"listing the running VMs of pool {pool_uuid[:8]}", pool_uuid,
+                                     lambda hv: hv.vms(running_only=True))
             for vm in running or ():
                 if vm.uuid in policy.leave_alone or vm.name in policy.leave_alone:
                     self.log.info("leaving %s alone (VMS['leave_alone'])", vm.name)
@@ -327,6 +382,25 @@ class OutageFlow:
         self.log.info("snapshot: %d running VM(s) to shut down: %s", len(vms),
                       names(sorted(v["name"] for v in vms.values())) or "none")
         return snapshot
+
+    def _refresh(self, pool_uuid):
+        """Returns the VMs read ahead during the confirmation that still run, after ONE fresh
+        power-state read; None when there is nothing to refresh, the read fails, or a VM runs
+        that the read-ahead did not see (the VMs are listed in full then)."""
+        early = self.early.vms.get(pool_uuid)
+        if early is None:
+            return None
+        try:
+            states = self.d.hypervisors[self.pools[pool_uuid].executor].power_states()
+        except Exception as err:
+            self.fault("reading the VM power states after the confirmation (listing them in full)", err,
+                       recovered=True)
+            return None
+        known = {vm.uuid for vm in early}
+        if any(power == "running" and vm_uuid not in known for vm_uuid, power in states.items()):
+            self.log.info("a VM started during the confirmation: listing the VMs again")
+            return None
+        return [vm for vm in early if states.get(vm.uuid) == "running"]
 
     def _read(self, what, pool_uuid, call, attempts=READ_ATTEMPTS):
         """Returns ``call(hypervisor)`` for a pool, tried ``attempts`` times through the pool's
@@ -380,8 +454,10 @@ class OutageFlow:
             if not view.info.ha_enabled:
                 continue
             record = self._pool_record(state, pool_uuid)
-            srs = self._read("reading the HA heartbeat SR (for the restore)", pool_uuid,
-                             lambda hv: hv.ha_statefile_srs(pool_uuid), attempts=1)
+            srs = self.early.srs.get(pool_uuid)
+            if srs is None:
+                srs = self._read("reading the HA heartbeat SR (for the restore)", pool_uuid,
+                                 lambda hv: hv.ha_statefile_srs(pool_uuid), attempts=1)
             if srs is None:
                 known = record.get("ha_srs")
                 if not (isinstance(known, list) and known):  # an earlier outage's reading, if any, stands
