@@ -155,13 +155,14 @@ class Site:
 
     def __init__(self, tmp_path, scenario=POOL_SCENARIO, timings=None, plan=None, ups_script=None,
                  off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False,
-                 ups_extra="", always=None, call_s=0.0):
+                 ups_extra="", always=None, call_s=0.0, probe_s=(0.0, 0.0)):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.clock = ManualClock()
         self.faults = Faults(self.clock, plan, always)
         self.off_after_s = off_after_s
         self.call_s = call_s  # virtual seconds each xe call takes (a round trip and xapi's work)
+        self.probe_s = probe_s  # virtual seconds a probe takes: (host answers, host silent)
         self.hosts = {}
         for index, name in enumerate(scenario["hosts"]):
             self.hosts[name] = FakeHost(name, new_uuid(f"host/{name}"), f"127.0.0.{index + 1}")
@@ -262,7 +263,7 @@ class Site:
     def deps(self, escalated=lambda: False, events=None, log=None):
         self.log = log or RecordingLog()
         self.state_file = FaultyStateFile(StateFile(self.tmp / "state"), self)
-        self.prober = FakeProber(self)
+        self.prober = FakeProber(self, *self.probe_s)
         events = events if events is not None else []
 
         def last_event(kind, since):
@@ -309,17 +310,28 @@ class FaultyStateFile:
 
 
 class FakeProber:
-    """A host is down when the fake says it is off."""
+    """A host is down when the fake says it is off. A probe takes ``up_s`` of virtual time when
+    the host answers and ``down_s`` when it is silent (a ping's timeout); ``are_down`` probes
+    several hosts at the same time, as a real prober does in parallel."""
 
-    def __init__(self, site):
+    def __init__(self, site, up_s=0.0, down_s=0.0):
         self.site = site
+        self.up_s, self.down_s = up_s, down_s
         self.checks = []  # (t, host name, down?)
 
-    def is_down(self, target):
-        self.site.tick()
+    def _down(self, target):
         down = self.site.hosts[target.name].power == "off" if target.name in self.site.hosts else True
         self.checks.append((self.site.clock.now(), target.name, down))
         return down
+
+    def are_down(self, targets):
+        self.site.tick()
+        results = [self._down(t) for t in targets]
+        self.site.clock.advance(max((self.down_s if d else self.up_s) for d in results))
+        return results
+
+    def is_down(self, target):
+        return self.are_down([target])[0]
 
     def is_up(self, target):
         return not self.is_down(target)

@@ -13,6 +13,7 @@ gates a protective step.
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -30,6 +31,8 @@ READ_ATTEMPTS = 3  # a read the flow needs (the VM list) is tried this often bef
 HA_ATTEMPTS = 3  # pool-ha-disable is sent up to this often
 SEND_RETRY_S = 2.0  # a host-shutdown that could not be sent is tried again this often, to the host deadline
 ESCALATED_SENDS = 3  # escalated: attempts per host before the next stage is sent
+UP_PROBE_S = 0.15  # a host that still answers is probed this often, so its silence is seen at once
+PROBE_MARGIN_S = 0.05  # the last probe of a silent host ends this much after its silence is complete
 
 
 def describe(err):
@@ -92,7 +95,10 @@ class HostTrack:
     next_try: float = 0.0
     errors: list = field(default_factory=list)
     resent: bool = False
-    silent_since: float | None = None
+    silent_since: float | None = None  # when the first probe of its current silence began
+    next_probe: float = 0.0
+    probe_s: float = 0.0  # how long its last silent probe took
+    mid_probe: bool = False  # its next probe is one between the first and the last of a silence
     result: str | None = None  # "down" or "up" once decided
     took: float | None = None
 
@@ -747,9 +753,16 @@ class OutageFlow:
     def _confirm_down(self, hosts, b):
         """Waits until every host of ``hosts`` is confirmed down or past its deadline, sending
         again what was not sent (every SEND_RETRY_S) and, once, what still runs at half time.
-        Returns early when escalated (the next stage must be sent now)."""
+        Returns early when escalated (the next stage must be sent now).
+
+        A host still up is probed every UP_PROBE_S, so its silence is seen at once. Silence
+        counts from the start of the first silent probe; the last probe is timed to end when
+        TIMINGS['host_down_confirm_s'] of silence is complete, so a host is confirmed down
+        right then. A silent host is probed in between only while no other host waits for its
+        first silent probe (a probe of a host that is off takes its whole timeout)."""
         clock = self.d.clock
         confirm_s = self.timings.host_down_confirm_s
+        up_probe_s = min(UP_PROBE_S, max(0.05, confirm_s / 10))
         escalated_at_start = self.escalated()
         while True:
             now = clock.now()
@@ -757,30 +770,75 @@ class OutageFlow:
             for host in open_hosts:
                 if host.sent is None and now >= host.next_try and now - host.started < b.host_s:
                     self._send(host)
-                try:
-                    down = self.d.prober.is_down(host.target)
-                except Exception as err:  # a probe that fails says nothing: the host counts as up
-                    self.fault(f"probing {host.info.name}", err, recovered=True)
-                    down = False
-                if down:
-                    host.silent_since = host.silent_since if host.silent_since is not None else now
-                    if now - host.silent_since >= confirm_s or self.escalated():
-                        host.result, host.took = "down", now - host.started
-                        self.log.info("%s: down (confirmed after %.1f s)", host.info.name, host.took)
-                else:
-                    host.silent_since = None
-                    if host.sent is not None and not host.resent and now - host.started >= b.host_s / 2:
-                        host.resent = True
-                        self.log.warning("%s: still up after %.0f s: sending the shutdown once more",
-                                         host.info.name, now - host.started)
-                        self._send(host)
+            now = clock.now()
+            due = [h for h in open_hosts if h.next_probe <= now]
+            waiting = any(h.silent_since is None for h in open_hosts)
+            due = [h for h in due if not (h.silent_since is not None and h.mid_probe and waiting)]
+            if due:
+                started = clock.now()
+                results = self._probe([h.target for h in due])
+                ended = clock.now()
+                hurry = self.escalated()
+                for host, down in zip(due, results):
+                    self._probed(host, down, started, ended, confirm_s, up_probe_s, hurry, b)
+            now = clock.now()
+            for host in hosts:
                 if host.result is None and now - host.started >= b.host_s:
                     host.result, host.took = "up", now - host.started
             if all(h.result is not None for h in hosts):
                 return
             if self.escalated() and not escalated_at_start:
                 return  # the box is halting now: the next stage is sent without waiting
-            clock.sleep(min(0.5, max(0.05, confirm_s / 10)))
+            wake = min([h.next_probe for h in hosts if h.result is None]
+                       + [h.next_try for h in hosts if h.result is None and h.sent is None])
+            clock.sleep(min(0.5, max(0.01, wake - clock.now())))
+
+    def _probed(self, host, down, started, ended, confirm_s, up_probe_s, hurry, b):
+        """Takes one probe's answer for ``host`` (silent or not) and plans its next probe."""
+        if down:
+            if host.silent_since is None:
+                host.silent_since = started
+            host.probe_s = ended - started
+            if ended - host.silent_since >= confirm_s or hurry:
+                host.result, host.took = "down", ended - host.started
+                self.log.info("%s: down (confirmed after %.1f s)", host.info.name, host.took)
+                return
+            # the last probe ends just after the silence is complete; one in between, if there is room
+            last = host.silent_since + confirm_s - host.probe_s + PROBE_MARGIN_S
+            middle = ended + max(1.0, confirm_s / 3)
+            host.mid_probe = middle < last - host.probe_s
+            host.next_probe = middle if host.mid_probe else last
+            return
+        host.silent_since, host.mid_probe = None, False
+        host.next_probe = ended + up_probe_s
+        if host.sent is not None and not host.resent and ended - host.started >= b.host_s / 2:
+            host.resent = True
+            self.log.warning("%s: still up after %.0f s: sending the shutdown once more", host.info.name,
+                             ended - host.started)
+            self._send(host)
+
+    def _probe(self, targets):
+        """Returns [down?] for ``targets``, probed at the same time (a host that is off takes a
+        probe's whole timeout: one after another, the last would be seen late). A probe that
+        fails says nothing: that host counts as up."""
+        batch = getattr(self.d.prober, "are_down", None)
+        if batch is not None:
+            try:
+                return [bool(down) for down in batch(targets)]
+            except Exception as err:
+                self.fault("probing the hosts", err, recovered=True)
+                return [False] * len(targets)
+        if len(targets) == 1:
+            return [self._is_down(targets[0])]
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            return list(pool.map(self._is_down, targets))
+
+    def _is_down(self, target):
+        try:
+            return bool(self.d.prober.is_down(target))
+        except Exception as err:
+            self.fault(f"probing {target.name}", err, recovered=True)
+            return False
 
     def _report_host(self, host):
         name = host.info.name
