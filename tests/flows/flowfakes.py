@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from hgs import config as configmod
 from hgs import xe
-from hgs.errors import HgsError, UpsError
+from hgs.errors import UpsError
 from hgs.flows.outage import Deps
 from hgs.hypervisor import HostInfo, Outcome, PoolInfo, VmInfo, XeCallError
 from hgs.remote import ConnectionLost, RemoteError, RemoteTimeout
@@ -587,4 +587,4 @@ def rng(seed):
     return random.Random(seed)
 
 
-__all__ = ["HgsError", "Site", "ManualClock", "Faults", "run_outage", "KINDS_FOR", "XE_KINDS", "rng"]
+__all__ = ["Site", "ManualClock", "Faults", "run_outage", "KINDS_FOR", "XE_KINDS", "rng"]

@@ -145,7 +145,7 @@ class OutageFlow:
             self.log.warning("%s: %s (the flow goes on)", where, text)
         else:
             self.log.error("FAULT in %s: %s (the flow goes on: the hardware comes first)", where, text,
-                           exc_info=isinstance(err, BaseException) and not isinstance(err, HgsError))
+                           exc_info=err if isinstance(err, BaseException) and not isinstance(err, HgsError) else None)
 
     def escalated(self):
         """True once 'hgs doshutdown' asked to hurry; a check that fails counts as no (and is said)."""
