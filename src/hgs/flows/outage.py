@@ -730,7 +730,8 @@ class OutageFlow:
         host-shutdowns are sent."""
         clock = self.d.clock
         all_hosts = []
-        for index, stage in enumerate(self.host_stages()):
+        stages = self.host_stages()
+        for index, stage in enumerate(stages):
             hosts = [HostTrack(pool_uuid, info, self._probe_target(pool_uuid, info), clock.now())
                      for pool_uuid, info in stage]
             all_hosts += hosts
@@ -740,9 +741,10 @@ class OutageFlow:
                 # the box is halting: the next stage is sent now (all are confirmed below). A member
                 # not sent, or whose session dropped under the call, is sent again first: once its
                 # master is down, nothing can reach it any more
+                before_masters = index < len(stages) - 1
                 for _ in range(ESCALATED_SENDS - 1):
                     for host in hosts:
-                        if host.sent is None or host.sent.endswith("session dropped"):
+                        if host.sent is None or (before_masters and host.sent.endswith("session dropped")):
                             self._send(host)
                 continue
             self._confirm_down(hosts, b)
