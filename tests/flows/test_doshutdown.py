@@ -46,3 +46,15 @@ def test_escalation_arriving_while_the_members_go_quiet_sends_the_master_at_once
     flow, report, mailer, code = run_outage(s, escalated=escalated)
     sent = accepted(s, "host-shutdown")
     assert 5 <= sent["master"] - sent["member2"] < 6.0, sent
+
+
+def test_a_dropped_session_under_the_masters_host_shutdown_is_sent_again_within_the_bound(site):
+    # the usual resend comes at half the host deadline (150 s here): long after this box has halted
+    probe = site(forced=True, timings={"host_shutdown_timeout_s": 300})
+    run_outage(probe, confirm=False, escalated=lambda: True)
+    at = [p for p, _, call, where in probe.faults.calls if call == "host-shutdown"][-1]  # the master's
+    s = site(forced=True, timings={"host_shutdown_timeout_s": 300}, plan={at: "lost"})
+    flow, report, mailer, code = run_outage(s, confirm=False, escalated=lambda: True)
+    sent = accepted(s, "host-shutdown")
+    assert sent["master"] < 0.85 * s.settings.timings.doshutdown_bound_s, sent
+    assert "session dropped; sent again: sent" in report.summary()

@@ -730,21 +730,20 @@ class OutageFlow:
         host-shutdowns are sent."""
         clock = self.d.clock
         all_hosts = []
-        stages = self.host_stages()
-        for index, stage in enumerate(stages):
+        for stage in self.host_stages():
             hosts = [HostTrack(pool_uuid, info, self._probe_target(pool_uuid, info), clock.now())
                      for pool_uuid, info in stage]
             all_hosts += hosts
             for host in hosts:
                 self._send(host)
             if self.escalated():
-                # the box is halting: the next stage is sent now (all are confirmed below). A member
-                # not sent, or whose session dropped under the call, is sent again first: once its
-                # master is down, nothing can reach it any more
-                before_masters = index < len(stages) - 1
+                # the box is halting: the next stage is sent now (all are confirmed below). A host not
+                # sent, or whose session dropped under the call, is sent again at once: a member is out
+                # of reach once its master is down, and the usual resend at half the host deadline
+                # comes after this box has halted (a host already going down just refuses the call)
                 for _ in range(ESCALATED_SENDS - 1):
                     for host in hosts:
-                        if host.sent is None or (before_masters and host.sent.endswith("session dropped")):
+                        if host.sent is None or host.sent.endswith("session dropped"):
                             self._send(host)
                 continue
             self._confirm_down(hosts, b)
