@@ -35,6 +35,8 @@ class Report:
     vms: list = field(default_factory=list)
     hosts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    faults: list = field(default_factory=list)  # "where: what" of every fault the run met, in order
+    recovered: int = 0  # how many of them a retry or a fallback overcame
     on_event: object = field(default=None, repr=False, compare=False)
     on_change: object = field(default=None, repr=False, compare=False)
 
@@ -65,6 +67,22 @@ class Report:
         self.hosts.append(Item(name, outcome, seconds, detail))
         self.failed |= failed
         self._changed()
+
+    def fault(self, where, text, recovered=False):
+        """Records a fault: in the notes (so the mail and the run history name it) and, unless a
+        retry or a fallback overcame it, as a failure of the run."""
+        line = f"{where}: {text}"
+        self.faults.append(line)
+        if recovered:
+            self.recovered += 1
+            self.notes.append(f"fault (recovered): {line}")
+        else:
+            self.failed = True
+            self.notes.append(f"FAULT: {line}")
+
+    def exit_code(self):
+        """Returns the exit code of the command that ran this flow: 1 when anything failed."""
+        return 1 if self.failed else 0
 
     def finish(self, result, failed=None):
         self.result = result
