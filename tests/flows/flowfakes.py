@@ -578,8 +578,9 @@ def run_outage(site, confirm=True, escalated=lambda: False, events=None, flow_cl
     flow = (flow_class or OutageFlow)(deps, report)
     flow.run(confirm=confirm)
     mailer = RecordingMailer()
-    ctx = SimpleNamespace(settings=site.settings, args=SimpleNamespace(command="onbattery"))
-    mail_report(ctx, report, mailer, SimpleNamespace(logger=deps.log, text=site.log.text))
+    ctx = SimpleNamespace(settings=site.settings, args=SimpleNamespace(command="onbattery", dry_run=False),
+                          config_path="config.py", notifier=None)
+    mail_report(ctx, report, mailer, SimpleNamespace(logger=deps.log, text=site.log.text, run_id="run-1"))
     return flow, report, mailer, 1 if report.failed else 0  # as report.exit_code()
 
 
