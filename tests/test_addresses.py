@@ -267,7 +267,7 @@ def test_selftest_keeps_the_addresses_of_the_hosts(site_lab, tmp_path):
     lab.site.known_hosts.write_text(pinned)
     hosts_file = write(tmp_path / "hosts", HEALTHY)
     nsswitch = write(tmp_path / "nsswitch.conf", "hosts: files\n")
-    result = hgs_in_namespace(lab, hosts_file, nsswitch, "selftest", "--mail", "never")
+    result = hgs_in_namespace(lab, hosts_file, nsswitch, "selftest", "-v", "--mail", "never")
     assert "ok    host master:" in result.stdout, result.stdout + result.stderr
     kept = json.loads((lab.site.workdir / "state" / "addresses.json").read_text())
     assert kept["master.hgs.test"]["addresses"] == ["127.0.0.1"]
@@ -338,7 +338,7 @@ def test_selftest_warns_when_the_host_names_depend_on_a_dns_server(site_lab, tmp
     dns = DnsStub("127.0.0.2", {"master.hgs.test": "127.0.0.1"})
     try:
         result = hgs_in_namespace(lab, write(tmp_path / "hosts", "127.0.0.1 localhost\n"),
-                                  write(tmp_path / "nsswitch.conf", "hosts: files dns\n"), "selftest", "--mail", "never",
+                                  write(tmp_path / "nsswitch.conf", "hosts: files dns\n"), "selftest", "-v", "--mail", "never",
                                   resolv_conf=write(tmp_path / "resolv.conf", "nameserver 127.0.0.2\n"
                                                                               "options timeout:1 attempts:1\n"))
     finally:

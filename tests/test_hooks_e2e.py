@@ -36,7 +36,7 @@ def wait_log(lab, text, timeout_s=60):
 
 def test_real_apcupsd_calls_the_installed_hooks_for_a_whole_outage_and_restore(site_lab, tmp_path, processes,
                                                                                 postfix):
-    from conftest import RealApcupsd
+    from daemons import RealApcupsd
 
     lab = site_lab(SCENARIO, ups_state="online", timings={"confirm_outage_s": 2, "restore_confirm_s": 2},
                    extra="MAIL = {'to': ['root'], 'subject_tag': '[hgs-apcupsd-e2e]'}\n")

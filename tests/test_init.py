@@ -1,7 +1,6 @@
 """`hgs init`: from nothing to a self-test that says all well, by following what it prints."""
 
 import os
-import re
 import shlex
 import stat
 import subprocess

@@ -85,7 +85,7 @@ def test_a_failed_outage_sends_failure(site_lab, tmp_path):
     notices = _notices(out)
     assert [n["event"] for n in notices] == ["power_lost", "outage_confirmed", "failure"]
     assert notices[2]["severity"] == "critical"
-    assert notices[2]["summary"].startswith("outage FAILED: failed: no host answered: xen1 did not answer")
+    assert notices[2]["summary"].startswith("outage FAILED: failed: no host answered: discovery: xen1 did not answer")
 
 
 def test_a_failing_or_hanging_command_does_not_hold_the_flow_up(site_lab, tmp_path):

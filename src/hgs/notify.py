@@ -165,7 +165,9 @@ def outcome(report):
     vms, hosts = report.vms, report.hosts
     if report.failed:
         bad = [f"{i.name} {i.outcome}" for i in vms + hosts if i.outcome.isupper() or "FAIL" in i.outcome]
-        detail = "; ".join(bad[:5] + report.notes[:2]) or "see the log"
+        faults = [n[len("FAULT: "):] for n in report.notes if n.startswith("FAULT: ")]
+        others = [n for n in report.notes if not n.startswith(("FAULT: ", "fault (recovered): "))]
+        detail = "; ".join(bad[:5] + (faults + others)[:2]) or "see the log"
         return "failure", f"{report.kind} FAILED: {report.result}: {detail} (run {report.run_id})"
     if report.result.startswith("site down"):
         forced = sum(1 for i in vms if i.outcome in ("forced", "reset"))
