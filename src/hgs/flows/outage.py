@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from hgs import state as statemod
 from hgs.errors import HgsError
-from hgs.flows import plan
+from hgs.flows import plan, shed
 from hgs.hypervisor import XeCallError
 from hgs.ups import UpsState
 
@@ -126,6 +126,7 @@ class OutageFlow:
         self.snapshot = None
         self.running_now = {}  # what this run found running: the VMs to shut down
         self.plan_lines = None
+        self.shedder = shed.ShedWait(self)
         self._said = set()
         # read ahead during the confirmation window (read-only): pools, VM lists, HA's heartbeat SR
         self.early = SimpleNamespace(pools={}, errors={}, vms={}, srs={}, steps=None)
@@ -174,7 +175,7 @@ class OutageFlow:
         """
         window = self.timings.confirm_outage_s
         clock = self.d.clock
-        began = outage_since = clock.wall()
+        began = outage_since = self.outage_since = clock.wall()
         seen_battery, last = False, None
         self.log.info("confirming the outage: polling the UPS for %.0f s", window)
         while True:
@@ -185,19 +186,15 @@ class OutageFlow:
                 self.log.warning("UPS not readable during confirmation: %s", describe(err))
                 self.fault("confirming the outage: reading the UPS", err, recovered=True)
             now = clock.wall()
-            # the power came back when a reading says so now, or when a hook heard offbattery since
-            back = [t for t in (now if status is not None and status.on_mains else None,
-                                self.d.last_event("offbattery", outage_since)) if t is not None]
-            back_at = max(back, default=None)
-            if back_at is not None:
-                failed_again = self.d.last_event("onbattery", back_at)
-                if failed_again is None or (status is not None and status.on_mains):
-                    waited = now - began
-                    self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
-                    self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
-                    return False
+            back, since = self.power_back(status, outage_since)
+            if back:
+                waited = now - began
+                self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
+                self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
+                return False
+            if since != outage_since:
                 self.log.info("the power came back and failed again: the %.0f s confirmation starts over", window)
-                outage_since = failed_again
+                outage_since = self.outage_since = since
             if status is not None and status.on_battery:
                 seen_battery = True
                 if status.state in (UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN):
@@ -232,6 +229,22 @@ class OutageFlow:
         self.log.info("outage confirmed after %.1f s%s", took, text)
         self.report.fact(f"outage confirmed after {took:.1f} s{text}")
         return True
+
+    def power_back(self, status, outage_since):
+        """Given a UPS reading (None when unreadable) and the wall time the current outage began,
+        returns (back, outage_since): back when the power is on again now (a reading on line, or
+        an offbattery event a hook recorded since, however short); when it came back and failed
+        again since, not back, and the outage began when it failed again."""
+        now = self.d.clock.wall()
+        back = [t for t in (now if status is not None and status.on_mains else None,
+                            self.d.last_event("offbattery", outage_since)) if t is not None]
+        back_at = max(back, default=None)
+        if back_at is None:
+            return False, outage_since
+        failed_again = self.d.last_event("onbattery", back_at)
+        if failed_again is None or (status is not None and status.on_mains):
+            return True, outage_since
+        return False, failed_again
 
     # -- reading ahead during the confirmation -----------------------------------------------
 
@@ -363,6 +376,7 @@ class OutageFlow:
                     continue
                 vms[vm.uuid] = {"uuid": vm.uuid, "name": vm.name, "pool": pool_uuid, "host": vm.resident_on,
                                 "order": vm.order, "start_delay": vm.start_delay, "tools": vm.tools}
+                vms[vm.uuid]["action"] = policy.action(vms[vm.uuid])
         self.running_now = vms  # what this run found running: the VMs to shut down
         snapshot = {"taken": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.report.run_id,
                     "pools": pools, "hosts": hosts, "vms": vms}
@@ -610,6 +624,8 @@ class OutageFlow:
         track.done, track.batch = True, None
         took = self.d.clock.now() - start
         detail = detail or (track.detail if outcome != "clean" else "")
+        if track.vm.get("shed"):
+            outcome = f"shed ({outcome})"
         level = self.log.error if failed else self.log.info
         level("%s: %s after %.1f s%s", track.vm["name"], outcome, took, f" ({detail})" if detail else "")
         self.report.vm(track.vm["name"], outcome, took, detail, failed=failed)
@@ -881,8 +897,14 @@ class OutageFlow:
             self.report.finish("failed: no host answered", failed=True)
             return self.report
         self.phase("taking the snapshot", self.take_snapshot, state)
+        if confirm:
+            waited = self.phase("shedding load until the main shutdown", self.shedder.run, state, default=shed.MAIN)
+            if waited == shed.POWER_BACK:
+                self.report.finish("power back before the main shutdown: the shed VMs were started again"
+                                   if self.shedder.shed else "power back before the main shutdown: nothing was touched")
+                return self.report
         self.phase("turning pool HA off", self.disable_ha, state)
-        vms = list(self.running_now.values())
+        vms = shed.running_for_main(self.running_now.values())
         groups = self.phase("planning the VM groups", plan.build_groups, vms, self.d.settings.vms, default=None)
         if groups is None:
             groups = [vms] if vms else []
