@@ -140,3 +140,14 @@ def test_the_power_failing_again_after_a_short_return_keeps_the_wait_going(site)
     flow, report, mailer, code = run_outage(s, events=events)
     assert [n for _, _, c, n, _ in s.log_calls if c == "vm-start"] == [("build", "ci")]
     assert min(t for t, _, c, _, _ in s.log_calls if c == "vm-start") >= 900
+
+
+def test_the_dry_run_plan_says_when_each_stage_would_start_at_the_present_load(site):
+    s = shed_site(site, [(0.0, "ONBATT")], shed=[{"vms": ["build"], "at": "confirmed"},
+                                                 {"vms": ["ci"], "at": {"runtime_s": 900}}])
+    flow, report, mailer, code = run_outage(s, confirm=False)  # as 'hgs onbattery --dry-run' runs it
+    lines = "\n".join(flow.plan_lines)
+    assert "UPS runtime 1800 s, charge 100 %" in lines
+    assert "+     5 s  shed build (as soon as the outage is confirmed)" in lines
+    assert "~+  900 s  shed ci (at 900 s of runtime left)" in lines
+    assert "~+ 1560 s  main shutdown, when runtime left falls to 240 s" in lines

@@ -947,8 +947,10 @@ class OutageFlow:
             self.fault("reading the battery at the end", err, recovered=True)
 
     def budget(self, groups):
+        status = None
         try:
-            runtime = self.d.read_ups().runtime_s
+            status = self.d.read_ups()
+            runtime = status.runtime_s
         except Exception as err:  # no runtime known: the configured deadlines stand
             runtime = None
             self.fault("reading the UPS runtime for the budget", err, recovered=True)
@@ -958,6 +960,14 @@ class OutageFlow:
             self.log.warning("%s", note)
             self.report.notes.append(note)
         self.plan_lines = plan.timeline(groups, [[i.name for _, i in s] for s in self.host_stages()], b, runtime)
+        try:
+            stages = [(rule, [vm["name"] for vm in vms]) for rule, vms in self.shedder.pending_rules()]
+            self.plan_lines = plan.stage_lines(
+                stages, self.timings.main_trigger, self.timings.confirm_outage_s, runtime,
+                None if status is None else status.charge_pct, self.shedder.trigger_s(planned=True)) \
+                + ["  the main shutdown (times from its start):"] + self.plan_lines
+        except Exception as err:  # the plan's first lines are for a person: the shutdown goes on without them
+            self.fault("planning the stages", err, recovered=True)
         return b
 
 

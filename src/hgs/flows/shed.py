@@ -59,11 +59,14 @@ class ShedWait:
         reading = status.charge_pct if kind == "charge_pct" else status.runtime_s
         return reading is not None and reading <= value
 
-    def trigger_s(self):
+    def trigger_s(self, planned=False):
         """Returns the runtime left at which the main shutdown starts: the worst case of what
-        it still has to shut down (deadlines as configured), plus UPS['runtime_reserve_s']."""
+        it still has to shut down (deadlines as configured), plus UPS['runtime_reserve_s'].
+        ``planned``: as the plan sees it, every VM to be shed already shed."""
         flow = self.flow
         vms = running_for_main(flow.running_now.values())
+        if planned:
+            vms = [vm for vm in vms if self.d.settings.vms.action(vm) != "shed"]
         groups = plan.build_groups(vms, self.d.settings.vms)
         worst = plan.budget(flow.timings, len(groups), len(flow.host_stages()), None, 0.0).worst_case_s
         return worst + self.d.settings.ups.runtime_reserve_s
