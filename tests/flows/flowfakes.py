@@ -273,6 +273,9 @@ class Site:
         if self.battery is not None:
             self.battery.load_w = self.load_w()
 
+    def vms_by_name(self, name):
+        return next(vm for vm in self.vms.values() if vm.name == name)
+
     def host_by_uuid(self, host_uuid):
         return next(h for h in self.hosts.values() if h.uuid == host_uuid)
 
@@ -597,7 +600,7 @@ class FakeHypervisor:
         batch, as the flows launch them); returns a FakeBatch. One position for the whole batch."""
         site = self.site
         if commands and commands[0][1][0] in ("vm-start", "vm-resume", "vm-suspend"):
-            return self._launch_other(commands[0][1][0], commands)
+            return self._launch_other(commands)
         force = bool(commands) and "--force" in commands[0][1]
         call = "vm-shutdown --force" if force else "vm-shutdown"
         names = tuple(site.vms[u].name for u, _ in commands)
@@ -638,17 +641,19 @@ class FakeHypervisor:
         return FakeBatch(site, pending)
 
 
-    def _launch_other(self, call, commands):
-        """vm-suspend, vm-start and vm-resume as xapi answers them (xen-api ocaml/xapi/
-        xapi_vm_lifecycle.ml: suspend and start need the right power state, else VM_BAD_POWER_STATE)."""
+    def _launch_other(self, commands):
+        """vm-suspend, vm-start and vm-resume (a batch may mix the last two) as xapi answers them
+        (xen-api ocaml/xapi/xapi_vm_lifecycle.ml: each needs its power state, else VM_BAD_POWER_STATE)."""
         site = self.site
-        wanted = {"vm-suspend": "running", "vm-start": "halted", "vm-resume": "suspended"}[call]
+        call = " + ".join(sorted({argv[0] for _, argv in commands}))
         names = tuple(site.vms[u].name for u, _ in commands)
 
         def run():
             now = site.clock.now()
             pending = {}
-            for vm_uuid, _ in commands:
+            for vm_uuid, argv in commands:
+                call = argv[0]
+                wanted = {"vm-suspend": "running", "vm-start": "halted", "vm-resume": "suspended"}[call]
                 vm = site.vms[vm_uuid]
                 if vm.power != wanted:
                     error = xe_error("VM_BAD_POWER_STATE", expected=wanted, actual=vm.power)

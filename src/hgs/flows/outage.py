@@ -72,7 +72,7 @@ class Track:
 
     vm: dict
     pool: str
-    stage: str = "clean"  # clean -> force -> done
+    stage: str = "clean"  # [suspend ->] clean -> force -> done
     stage_started: float = 0.0
     deadline: float = 0.0
     batch: object = None
@@ -539,6 +539,8 @@ class OutageFlow:
         for track in tracks.values():
             if not track.vm.get("tools", True):
                 self._to_force(track, start, "no guest tools: forced at once")
+            elif track.vm.get("action") == "suspend":
+                track.stage = "suspend"  # VMS['suspend']: its memory kept; a failed suspend falls back to shutdown
         batches = []
         next_poll = start + POWER_POLL_S
         while not all(t.done for t in tracks.values()):
@@ -567,8 +569,9 @@ class OutageFlow:
             for track in tracks.values():
                 if track.done:
                     continue
-                if track.stage == "clean" and (now >= track.deadline or hurry):
-                    why = "this box is shutting down" if hurry else f"no clean shutdown within {b.grace_s:.0f} s"
+                if track.stage in ("clean", "suspend") and (now >= track.deadline or hurry):
+                    what = "suspend" if track.stage == "suspend" else "clean shutdown"
+                    why = "this box is shutting down" if hurry else f"no {what} within {b.grace_s:.0f} s"
                     self._to_force(track, now, why)
                 elif track.stage == "force" and now >= track.stage_started + force_s:
                     self._reset(track, start, f"force did not finish within {force_s:.0f} s")
@@ -602,7 +605,8 @@ class OutageFlow:
             launched.setdefault((self.pools[track.pool].executor, track.stage), []).append(track)
         out = []
         for (executor, stage), group in launched.items():
-            commands = [(t.vm["uuid"], xe.vm_shutdown(t.vm["uuid"], force=stage == "force")) for t in group]
+            commands = [(t.vm["uuid"], xe.vm_suspend(t.vm["uuid"]) if stage == "suspend"
+                         else xe.vm_shutdown(t.vm["uuid"], force=stage == "force")) for t in group]
             try:
                 batch = self.d.hypervisors[executor].launch(commands)
             except Exception as err:  # retried at the next tick, until the group's deadlines
@@ -623,7 +627,7 @@ class OutageFlow:
     def _finish(self, track, start, outcome, detail="", failed=False):
         track.done, track.batch = True, None
         took = self.d.clock.now() - start
-        detail = detail or (track.detail if outcome != "clean" else "")
+        detail = detail or (track.detail if outcome != "clean" or track.detail.startswith("suspend failed") else "")
         if track.vm.get("shed"):
             outcome = f"shed ({outcome})"
         level = self.log.error if failed else self.log.info
@@ -632,15 +636,27 @@ class OutageFlow:
 
     def _outcome(self, track, stage, outcome, start):
         if outcome.status == 0:
-            self._finish(track, start, "clean" if track.stage == "clean" else "forced")
+            if stage == "suspend":
+                self._finish(track, start, "suspended")
+            else:
+                self._finish(track, start, "clean" if track.stage == "clean" else "forced")
             return
         error = outcome.error or SimpleNamespace(code="OTHER", params={}, summary=f"exit status {outcome.status}")
-        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "halted":
+        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "suspended":
+            self._finish(track, start, "suspended", "it was suspended already")
+        elif error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "halted":
             self._finish(track, start, "already halted" if track.stage == "clean" and stage == "clean" else "forced")
         elif error.code in GONE:
             self._finish(track, start, "gone", "the VM no longer exists")
         elif stage != track.stage:
             return  # a late answer from a stage the VM has left
+        elif stage == "suspend":
+            # no suspend SR, not enough space, no suspend support in the guest...: shut it down instead,
+            # within the same deadline (then forced, as any VM)
+            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm["name"], error.summary)
+            self._unexpected(track, "suspend", error)
+            track.stage, track.batch, track.in_progress = "clean", None, False
+            track.detail = f"suspend failed: {error.summary}; shut down instead"
         elif stage == "clean" and error.code == "OTHER_OPERATION_IN_PROGRESS":
             track.in_progress = True  # the earlier call's task still runs in xapi: wait for it, up to the deadline
             self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm["name"])
@@ -684,7 +700,9 @@ class OutageFlow:
                 if power is None:
                     self._finish(track, start, "gone", "the VM no longer exists")
                 elif power == "halted":
-                    self._finish(track, start, "clean" if track.stage == "clean" else "forced")
+                    self._finish(track, start, {"clean": "clean", "suspend": "halted"}.get(track.stage, "forced"))
+                elif power == "suspended":
+                    self._finish(track, start, "suspended")
 
     # -- 5. hosts --------------------------------------------------------------------------------
 
