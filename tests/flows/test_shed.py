@@ -151,3 +151,21 @@ def test_the_dry_run_plan_says_when_each_stage_would_start_at_the_present_load(s
     assert "+     5 s  shed build (as soon as the outage is confirmed)" in lines
     assert "~+  900 s  shed ci (at 900 s of runtime left)" in lines
     assert "~+ 1560 s  main shutdown, when runtime left falls to 240 s" in lines
+
+
+def test_the_power_returning_while_the_shed_vms_go_down_starts_them_again_once_down(site):
+    s = shed_site(site, [(0.0, "ONBATT"), (7.0, "ONLINE")])  # ci takes 5 s to shut down from 5 s
+    flow, report, mailer, code = run_outage(s)
+    assert code == 0 and report.result.startswith("power back before the main shutdown")
+    starts = {n: t for t, _, c, n, _ in s.log_calls if c == "vm-start"}
+    assert list(starts) == [("build", "ci")] and starts[("build", "ci")] >= 10.0  # after ci halted
+    assert s.vm_states() == dict.fromkeys(["db", "web", "dc", "build", "ci"], "running")
+    assert {c for _, _, c, _, _ in s.changes()} == {"vm-shutdown", "vm-start"}
+
+
+def test_doshutdown_during_the_wait_starts_the_main_shutdown_at_once(site):
+    s = shed_site(site, [(0.0, "ONBATT")])
+    flow, report, mailer, code = run_outage(s, escalated=lambda: s.clock.now() >= 50.0)
+    assert 50.0 <= first_call(s, "pool-ha-disable") <= 52.0
+    assert "this box is shutting down ('hgs doshutdown')" in report.summary()
+    assert s.host_powers() == {"master": "off", "member1": "off"}
