@@ -62,3 +62,18 @@ def test_a_suspended_vm_is_resumed_and_a_failed_suspend_is_shut_down_then_starte
     assert ("vm-resume", "db") in after and ("vm-start", "db") not in after
     assert ("vm-start", "ci") in after
     assert "db: resumed in" in result.stdout
+
+
+def test_dry_run_prints_when_each_stage_would_start_and_changes_nothing(site_lab):
+    lab = site_lab(SITE, timings={"main_trigger": "runtime"},
+                   extra="VMS = {'shed': [{'vms': ['build'], 'at': 'confirmed'}, "
+                         "{'vms': ['ci'], 'at': {'runtime_s': 600}}]}\nMAIL = {'when': 'never'}\n")
+    result = lab.hgs("onbattery", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "stages, from the power failure, at the present load (UPS runtime 1800 s" in out
+    assert "shed build (as soon as the outage is confirmed)" in out
+    assert "~+ 1200 s  shed ci (at 600 s of runtime left)" in out
+    assert "main shutdown, when runtime left falls to 144 s" in out, out  # 2 groups x (5 + 3 s) + 1 host stage x 8 s + 120 s
+    assert lab.changing_calls() == []
+    assert set(lab.site.vm_states().values()) == {"running"}
