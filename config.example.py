@@ -60,6 +60,16 @@ VMS = {
     # group. VMs not named in any group go first, grouped by their xe 'order' (highest
     # first); "stop_last" VMs go after everything.  Example: [["web1", "web2"], ["db1"]]
     "groups": [],
+    # Load shedding: VMs shut down early, while the rest keeps running, to buy runtime. "at":
+    # "confirmed" (as soon as the outage is confirmed), {"charge_pct": 50} or {"runtime_s": 900}
+    # (once the UPS reads that little). If the power returns before the main shutdown, the VMs
+    # hgs shed are started again. "groups" are positions in "groups" above (0 is the first).
+    # Several rules: a list of them.  Example: {"vms": ["build", "test1"], "at": "confirmed"}
+    "shed": [],
+    # VMs suspended (xe vm-suspend: memory to the suspend SR) instead of shut down; the restore
+    # resumes them. A suspend that fails falls back to a clean shutdown, then force.
+    # Example: ["ad-dc"] or {"groups": [1]}
+    "suspend": [],
 }
 
 # --- Timings (all in seconds) ------------------------------------------------------
@@ -82,6 +92,8 @@ TIMINGS = {
     "unreachable_retry_s": 120,     # a host that does not answer when the outage starts is retried this long
     "members_wake": "after_master_ping",  # restore: wake pool members once the master answers ping
                                     # ("together": with the master; "after_master_xapi": once its xapi answers)
+    "main_trigger": "window",       # when the main shutdown starts: "window" (after confirm_outage_s) or
+                                    # "runtime" (once the UPS's runtime left falls to the worst case + reserve)
 }
 
 # --- Mail through the local sendmail (Postfix) ---------------------------------------

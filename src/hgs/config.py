@@ -60,11 +60,43 @@ class HostSettings:
     xe_path: str = "/opt/xensource/bin/xe"
 
 
+ACTIONS = ("shutdown", "shed", "suspend")
+
+
+@dataclass(frozen=True)
+class ShedRule:
+    """VMs shed together: ``names`` (names or uuids, a group's expanded) go down ``at``
+    ("confirmed", or ("charge_pct", N) / ("runtime_s", N): once the UPS reads at most N)."""
+
+    names: tuple
+    at: object = "confirmed"
+
+    def describe(self):
+        if self.at == "confirmed":
+            return "as soon as the outage is confirmed"
+        kind, value = self.at
+        return f"at {value:g} % charge" if kind == "charge_pct" else f"at {value:g} s of runtime left"
+
+
 @dataclass(frozen=True)
 class VmPolicy:
     leave_alone: tuple = ()
     stop_last: tuple = ()
     groups: tuple = ()
+    shed: tuple = ()  # ShedRule
+    suspend: tuple = ()  # names or uuids suspended (xe vm-suspend) instead of shut down
+
+    def action(self, vm):
+        """Given a VM dict ({'uuid', 'name'}), returns its action: 'shed', 'suspend' or 'shutdown'."""
+        keys = {vm.get("uuid"), vm.get("name")}
+        if any(keys & set(rule.names) for rule in self.shed):
+            return "shed"
+        return "suspend" if keys & set(self.suspend) else "shutdown"
+
+    def shed_rule(self, vm):
+        """Returns the ShedRule naming ``vm`` (the first one), or None."""
+        keys = {vm.get("uuid"), vm.get("name")}
+        return next((rule for rule in self.shed if keys & set(rule.names)), None)
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,7 @@ class Timings:
     charge_wait_s: float
     unreachable_retry_s: float
     members_wake: str = "after_master_ping"
+    main_trigger: str = "window"  # "window": after confirm_outage_s; "runtime": when runtime left is the worst case
 
 
 @dataclass(frozen=True)
@@ -185,10 +218,66 @@ HOST_FIELDS = {
     "xe_path": Field(checks.text, "/opt/xensource/bin/xe"),
 }
 
+def _vm_selection(value, keys=("vms", "groups")):
+    """A list of VM names/uuids, or a dict {'vms': [...], 'groups': [index into VMS['groups']]}."""
+    if isinstance(value, (list, tuple)):
+        value = {"vms": value}
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a list of VM names or a dict {{'vms': [...], 'groups': [0, ...]}}, "
+                      f"got {checks._shown(value)}")
+    unknown = [k for k in value if k not in keys]
+    if unknown:
+        raise Invalid(f"unknown key {unknown[0]!r}{checks.did_you_mean(str(unknown[0]), keys)}; known: {', '.join(keys)}")
+    names = checks.list_of(checks.text)(value.get("vms", ()))
+    groups = value.get("groups", ())
+    if isinstance(groups, (list, tuple)) and all(isinstance(g, int) and not isinstance(g, bool) and g >= 0
+                                                 for g in groups):
+        groups = tuple(groups)
+    else:
+        raise Invalid(f"expected 'groups' as a list of positions in VMS['groups'] (0 is the first), "
+                      f"got {checks._shown(groups)}")
+    if not names and not groups:
+        raise Invalid("names no VM: give 'vms' (names or uuids) or 'groups'")
+    return {"vms": names, "groups": groups}
+
+
+def _shed_at(value):
+    if value == "confirmed":
+        return "confirmed"
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, number), = value.items()
+        if kind == "charge_pct":
+            return ("charge_pct", checks.percent(number))
+        if kind == "runtime_s":
+            return ("runtime_s", checks.number(0.0)(number))
+    raise Invalid(f"expected 'confirmed', {{'charge_pct': N}} or {{'runtime_s': N}}, got {checks._shown(value)}")
+
+
+def _shed(value):
+    """One shed rule or a list of them: {'vms': [...], 'groups': [...], 'at': ...}."""
+    rules = [value] if isinstance(value, dict) else value
+    if not isinstance(rules, (list, tuple)):
+        raise Invalid(f"expected a dict {{'vms': [...], 'at': 'confirmed'}} or a list of them, got {checks._shown(value)}")
+    out = []
+    for index, rule in enumerate(rules):
+        where = f"rule {index}: " if len(rules) > 1 or not isinstance(value, dict) else ""
+        if not isinstance(rule, dict):
+            raise Invalid(f"{where}expected a dict {{'vms': [...], 'at': 'confirmed'}}, got {checks._shown(rule)}")
+        try:
+            selection = _vm_selection({k: v for k, v in rule.items() if k != "at"})
+            at = _shed_at(rule.get("at", "confirmed"))
+        except Invalid as err:
+            raise Invalid(f"{where}{err}") from None
+        out.append(dict(selection, at=at))
+    return tuple(out)
+
+
 VM_FIELDS = {
     "leave_alone": Field(checks.list_of(checks.text), ()),
     "stop_last": Field(checks.list_of(checks.text), ()),
     "groups": Field(checks.list_of(checks.list_of(checks.text, allow_empty=False)), ()),
+    "shed": Field(_shed, ()),
+    "suspend": Field(lambda v: (_vm_selection(v),) if v else (), ()),
 }
 
 TIMING_FIELDS = {
@@ -209,6 +298,7 @@ TIMING_FIELDS = {
     "charge_wait_s": Field(_seconds, 3600.0),
     "unreachable_retry_s": Field(checks.number(0.0, allow_equal=True), 120.0),
     "members_wake": Field(checks.choice("after_master_ping", "together", "after_master_xapi"), "after_master_ping"),
+    "main_trigger": Field(checks.choice("window", "runtime"), "window"),
 }
 
 MAIL_FIELDS = {
@@ -375,6 +465,7 @@ def _settings_from(namespace, path):
     sections = {}
     for name in ("VMS", "TIMINGS", "MAIL", "PATHS", "LOGGING", "NOTIFY", "METRICS"):
         sections[name] = _section(values.get(name, {}), name, SECTIONS[name][0], problems, base)
+    vms = _vm_policy(sections["VMS"], problems)
     if problems:
         raise ConfigError(path, problems)
     mail = dict(sections["MAIL"])
@@ -383,7 +474,7 @@ def _settings_from(namespace, path):
         source=str(path),
         ups=ups,
         hosts=hosts,
-        vms=VmPolicy(**sections["VMS"]),
+        vms=vms,
         timings=Timings(**sections["TIMINGS"]),
         mail=MailSettings(**mail),
         paths=Paths(**sections["PATHS"]),
@@ -417,6 +508,34 @@ def _section(raw, where, fields, problems, base):
         if field.default is REQUIRED and key not in raw:
             problems.at(f"{where}.{key}", "missing: this setting is required")
     return out
+
+
+def _vm_policy(values, problems):
+    """Returns the VmPolicy: shed and suspend selections with their groups expanded to names;
+    a VM given two actions, or a shed/suspended VM also left alone, is a problem."""
+    groups = values["groups"] or ()
+
+    def names(selection, where):
+        found = list(selection["vms"])
+        for index in selection["groups"]:
+            if index >= len(groups):
+                problems.at(where, f"group {index} does not exist: VMS['groups'] has {len(groups)} group(s) "
+                            "(0 is the first)")
+                continue
+            found += groups[index]
+        return tuple(dict.fromkeys(found))
+
+    shed = tuple(ShedRule(names(rule, "VMS.shed"), rule["at"]) for rule in values["shed"] or ())
+    suspend = tuple(n for selection in values["suspend"] or () for n in names(selection, "VMS.suspend"))
+    shed_names = {n for rule in shed for n in rule.names}
+    for name in sorted(shed_names & set(suspend)):
+        problems.at("VMS.suspend", f"{name!r} is also in VMS['shed']: give each VM one action "
+                    "(shed, suspend, or the default shutdown)")
+    for name in sorted((shed_names | set(suspend)) & set(values["leave_alone"] or ())):
+        problems.at("VMS.leave_alone", f"{name!r} is left alone and also shed or suspended: hgs never touches "
+                    "a VM left alone; remove it from one of them")
+    return VmPolicy(leave_alone=values["leave_alone"] or (), stop_last=values["stop_last"] or (),
+                    groups=groups, shed=shed, suspend=suspend)
 
 
 def _ups(raw, problems, base):

@@ -341,5 +341,6 @@ class DryRunHypervisor:
     def launch(self, commands):
         for vm_uuid, argv in commands:
             self._would(argv)
-            self.overlay[vm_uuid] = "running" if argv[0] == "vm-start" else "halted"
+            self.overlay[vm_uuid] = {"vm-start": "running", "vm-resume": "running",
+                                     "vm-suspend": "suspended"}.get(argv[0], "halted")
         return _DoneBatch([u for u, _ in commands])

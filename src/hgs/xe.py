@@ -70,6 +70,15 @@ def vm_reset_powerstate(vm_uuid):
     return ("vm-reset-powerstate", f"uuid={check_uuid(vm_uuid)}", "--force")
 
 
+def vm_suspend(vm_uuid):
+    """Memory to the pool's suspend SR, the VM to 'suspended' (xen-api ocaml/xapi/xapi_vm.ml, suspend)."""
+    return ("vm-suspend", f"uuid={check_uuid(vm_uuid)}")
+
+
+def vm_resume(vm_uuid):
+    return ("vm-resume", f"uuid={check_uuid(vm_uuid)}")
+
+
 def vm_start(vm_uuid, on=None):
     return ("vm-start", f"uuid={check_uuid(vm_uuid)}") + ((f"on={check_uuid(on)}",) if on else ())
 
@@ -214,6 +223,10 @@ DESCRIPTIONS = {
     "UUID_INVALID": "The uuid you supplied was invalid",
     "NO_HOSTS_AVAILABLE": "no hosts available to complete",
     "HOST_DISABLED": "The specified host is disabled",
+    # a vm-suspend that cannot be done (ocaml/idl/datamodel_errors.ml wording; see hgs.sim.xe)
+    "VM_NO_SUSPEND_SR": "does not have a suspend SR specified",
+    "VM_LACKS_FEATURE_SUSPEND": "needs the VM cooperative suspend feature",
+    "SR_BACKEND_FAILURE_44": "insufficient space",
 }
 
 

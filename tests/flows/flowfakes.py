@@ -114,6 +114,7 @@ class FakeHost:
     power: str = "on"
     enabled: bool = True
     off_at: float | None = None  # when a host-shutdown makes it power off
+    on_at: float | None = None  # when a Wake-on-LAN makes it power on (its xapi with it)
     shutdown_calls: list = field(default_factory=list)  # virtual times host-shutdown was accepted
 
 
@@ -129,6 +130,34 @@ class FakeVm:
     power: str = "running"
     halt_at: float | None = None
     killed_by_host: bool = False  # still running when its host powered off
+    watts: float = 100.0  # what it draws from the UPS while running
+    suspend_s: float | None = 3.0  # a vm-suspend takes this long; None: it never finishes
+    suspend_error: str | None = None  # the xe error code its vm-suspend fails with (e.g. SR_NOT_ATTACHED)
+    start_s: float = 1.0  # a vm-start or vm-resume takes this long
+    suspend_at: float | None = None
+    run_at: float | None = None
+    starts: list = field(default_factory=list)  # (virtual time, 'vm-start' | 'vm-resume')
+
+
+class FakeBattery:
+    """A UPS battery drained by the site's load: hosts that are on draw ``host_w`` each, running
+    VMs their ``watts``. Runtime left is the energy left at the present load."""
+
+    def __init__(self, capacity_wh=500.0, charge_pct=100.0, host_w=150.0):
+        self.capacity_j = capacity_wh * 3600.0
+        self.energy_j = self.capacity_j * charge_pct / 100.0
+        self.host_w = host_w
+        self.t = 0.0
+        self.load_w = 0.0
+
+    def advance(self, now, load_w, on_battery):
+        if on_battery:
+            self.energy_j = max(0.0, self.energy_j - self.load_w * (now - self.t))
+        self.t, self.load_w = now, load_w
+
+    def reading(self):
+        charge = 100.0 * self.energy_j / self.capacity_j
+        return round(charge, 1), int(self.energy_j / max(self.load_w, 1.0))
 
 
 POOL_SCENARIO = {
@@ -155,7 +184,8 @@ class Site:
 
     def __init__(self, tmp_path, scenario=POOL_SCENARIO, timings=None, plan=None, ups_script=None,
                  off_after_s=2.0, stop_last=("storage",), mail_when="always", extra_config="", forced=False,
-                 ups_extra="", always=None, call_s=0.0, probe_s=(0.0, 0.0)):
+                 ups_extra="", always=None, call_s=0.0, probe_s=(0.0, 0.0), vm_extra=None, battery=None,
+                 vms_config=None):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.clock = ManualClock()
@@ -173,8 +203,13 @@ class Site:
         self.ha_vdi = new_uuid("vdi/statefile")
         self.vms = {}
         for name, host, order, tools, clean_s, force_fails in scenario["vms"]:
-            vm = FakeVm(name, new_uuid(f"vm/{name}"), host, order, tools, clean_s, force_fails)
+            vm = FakeVm(name, new_uuid(f"vm/{name}"), host, order, tools, clean_s, force_fails,
+                        **(vm_extra or {}).get(name, {}))
             self.vms[vm.uuid] = vm
+        self.battery = battery  # a FakeBattery: the UPS readings follow the load; None: fixed readings
+        self.vms_config = vms_config
+        if battery is not None:
+            battery.load_w = self.load_w()
         self.log_calls = []  # (t, where, call, args, result)
         self.ups_script = ups_script or [(0.0, "ONBATT")]
         self.settings = self._settings(timings, stop_last, mail_when, extra_config, ups_extra)
@@ -194,7 +229,7 @@ class Site:
         text = textwrap.dedent(f"""\
             UPS = {{'daemon': 'apcupsd', 'address': '127.0.0.1:3551', 'poll_interval_s': 1{ups_extra}}}
             HOSTS = [{hosts}]
-            VMS = {{'stop_last': {list(stop_last)!r}}}
+            VMS = {self.vms_config or {'stop_last': list(stop_last)}!r}
             TIMINGS = {values!r}
             MAIL = {{'when': {mail_when!r}}}
             PATHS = {{'state_dir': 'state', 'log_file': 'log/hgs.log', 'lock_dir': 'lock'}}
@@ -206,11 +241,28 @@ class Site:
 
     # -- the world moves on -----------------------------------------------------------------
 
+    def ups_state(self):
+        now = self.clock.now()
+        return next((s for t, s in reversed(self.ups_script) if now >= t), "ONLINE")
+
+    def load_w(self):
+        hosts = sum(self.battery.host_w for h in self.hosts.values() if h.power == "on")
+        return hosts + sum(vm.watts for vm in self.vms.values() if vm.power == "running")
+
     def tick(self):
         now = self.clock.now()
+        if self.battery is not None:  # the energy drawn since the last tick, at the load of then
+            self.battery.advance(now, self.battery.load_w, self.ups_state() != "ONLINE")
         for vm in self.vms.values():
             if vm.power == "running" and vm.halt_at is not None and now >= vm.halt_at:
                 vm.power = "halted"
+            if vm.power == "running" and vm.suspend_at is not None and now >= vm.suspend_at:
+                vm.power, vm.suspend_at = "suspended", None
+            if vm.power in ("halted", "suspended") and vm.run_at is not None and now >= vm.run_at:
+                vm.power, vm.run_at, vm.halt_at = "running", None, None
+        for host in self.hosts.values():
+            if host.power == "off" and host.on_at is not None and now >= host.on_at:
+                host.power, host.on_at, host.off_at = "on", None, None
         for host in self.hosts.values():
             if host.power == "on" and host.off_at is not None and now >= host.off_at:
                 host.power = "off"
@@ -218,6 +270,11 @@ class Site:
                     if vm.host == host.name and vm.power == "running":
                         vm.power, vm.halt_at = "halted", None
                         vm.killed_by_host = True
+        if self.battery is not None:
+            self.battery.load_w = self.load_w()
+
+    def vms_by_name(self, name):
+        return next(vm for vm in self.vms.values() if vm.name == name)
 
     def host_by_uuid(self, host_uuid):
         return next(h for h in self.hosts.values() if h.uuid == host_uuid)
@@ -252,15 +309,18 @@ class Site:
             if kind == "bug":
                 raise InjectedBug(message)
             raise UpsError(f"apcupsd at 127.0.0.1:3551: {message}")
-        now = self.clock.now()
-        state = next((s for t, s in reversed(self.ups_script) if now >= t), "ONLINE")
+        state = self.ups_state()
         mapping = {"ONLINE": UpsState.ON_LINE, "ONBATT": UpsState.ON_BATTERY, "LOWBATT": UpsState.LOW_BATTERY,
                    "COMMLOST": UpsState.COMM_LOST}
-        return UpsStatus(mapping[state], 80.0, 1800, state, "apcupsd", "127.0.0.1:3551")
+        charge, runtime = 80.0, 1800
+        if self.battery is not None:
+            self.tick()
+            charge, runtime = self.battery.reading()
+        return UpsStatus(mapping[state], charge, runtime, state, "apcupsd", "127.0.0.1:3551")
 
     # -- deps ---------------------------------------------------------------------------------
 
-    def deps(self, escalated=lambda: False, events=None, log=None):
+    def deps(self, escalated=lambda: False, events=None, log=None, waker=None):
         self.log = log or RecordingLog()
         self.state_file = FaultyStateFile(StateFile(self.tmp / "state"), self)
         self.prober = FakeProber(self, *self.probe_s)
@@ -271,7 +331,21 @@ class Site:
             return max(times, default=None)
 
         return Deps(self.settings, self.read_ups, self.hypervisors, self.prober, self.clock, self.state_file,
-                    self.log.logger, escalated, None, last_event)
+                    self.log.logger, escalated, waker, last_event)
+
+
+class FakeWaker:
+    """Wake-on-LAN to a fake host: it powers on (xapi ready) ``boot_s`` later."""
+
+    def __init__(self, site, boot_s=30.0):
+        self.site, self.boot_s = site, boot_s
+        self.sent = []  # (virtual time, host name)
+
+    def wake(self, host):
+        self.sent.append((self.site.clock.now(), host.name))
+        fake = self.site.hosts[host.name]
+        if fake.power == "off" and fake.on_at is None:
+            fake.on_at = self.site.clock.now() + self.boot_s
 
 
 class FaultyStateFile:
@@ -522,8 +596,11 @@ class FakeHypervisor:
         self._call("vm-reset-powerstate", (self.site.vms[vm_uuid].name,), run)
 
     def launch(self, commands):
-        """Starts [(uuid, argv)] vm-shutdowns; returns a FakeBatch. One position for the whole batch."""
+        """Starts [(uuid, argv)] vm-shutdowns (or vm-suspends, vm-starts, vm-resumes: one kind per
+        batch, as the flows launch them); returns a FakeBatch. One position for the whole batch."""
         site = self.site
+        if commands and commands[0][1][0] in ("vm-start", "vm-resume", "vm-suspend"):
+            return self._launch_other(commands)
         force = bool(commands) and "--force" in commands[0][1]
         call = "vm-shutdown --force" if force else "vm-shutdown"
         names = tuple(site.vms[u].name for u, _ in commands)
@@ -564,6 +641,39 @@ class FakeHypervisor:
         return FakeBatch(site, pending)
 
 
+    def _launch_other(self, commands):
+        """vm-suspend, vm-start and vm-resume (a batch may mix the last two) as xapi answers them
+        (xen-api ocaml/xapi/xapi_vm_lifecycle.ml: each needs its power state, else VM_BAD_POWER_STATE)."""
+        site = self.site
+        call = " + ".join(sorted({argv[0] for _, argv in commands}))
+        names = tuple(site.vms[u].name for u, _ in commands)
+
+        def run():
+            now = site.clock.now()
+            pending = {}
+            for vm_uuid, argv in commands:
+                call = argv[0]
+                wanted = {"vm-suspend": "running", "vm-start": "halted", "vm-resume": "suspended"}[call]
+                vm = site.vms[vm_uuid]
+                if vm.power != wanted:
+                    error = xe_error("VM_BAD_POWER_STATE", expected=wanted, actual=vm.power)
+                    pending[vm_uuid] = (now, Outcome(vm_uuid, 1, error))
+                elif call == "vm-suspend" and vm.suspend_error:
+                    pending[vm_uuid] = (now + 0.5, Outcome(vm_uuid, 1, xe_error(vm.suspend_error)))
+                elif call == "vm-suspend" and vm.suspend_s is None:
+                    pending[vm_uuid] = (None, None)  # the suspend never completes
+                elif call == "vm-suspend":
+                    vm.suspend_at = now + vm.suspend_s
+                    pending[vm_uuid] = (vm.suspend_at, Outcome(vm_uuid, 0, None))
+                else:
+                    vm.starts.append((now, call))
+                    vm.run_at = now + vm.start_s
+                    pending[vm_uuid] = (vm.run_at, Outcome(vm_uuid, 0, None))
+            return pending
+
+        return FakeBatch(site, self._call(call, names, run))
+
+
 # -- running a flow the way the commands do -------------------------------------------------
 
 def run_outage(site, confirm=True, escalated=lambda: False, events=None, flow_class=None):
@@ -582,6 +692,19 @@ def run_outage(site, confirm=True, escalated=lambda: False, events=None, flow_cl
                           config_path="config.py", notifier=None)
     mail_report(ctx, report, mailer, SimpleNamespace(logger=deps.log, text=site.log.text, run_id="run-1"))
     return flow, report, mailer, 1 if report.failed else 0  # as report.exit_code()
+
+
+def run_restore(site):
+    """Runs the restore flow against the same ``site`` (after an outage run), power back;
+    returns (flow, report)."""
+    from hgs.flows.report import Report
+    from hgs.flows.restore import RestoreFlow
+
+    site.ups_script = site.ups_script + [(site.clock.now(), "ONLINE")]
+    deps = site.deps(waker=FakeWaker(site))
+    flow = RestoreFlow(deps, Report("restore", "run-2"))
+    flow.run(confirm=False)
+    return flow, flow.report
 
 
 def rng(seed):

@@ -120,21 +120,32 @@ def check_plan(settings, checks, status, results):
 
     running = [vm for r in results if r.get("running") for vm in r["running"]]
     unique = {vm["uuid"]: vm for vm in running}
-    groups = plan.build_groups(list(unique.values()), settings.vms)
     masters = sum(1 for r in results if r.get("master"))
     members = sum(1 for r in results if r.get("master") is False)
     stages = (1 if members else 0) + (1 if masters or not results else 0)
     runtime = status.runtime_s if status else None
+    # the three actions: shed VMs go down first (their own stage, before the main shutdown), the
+    # others in the main shutdown, suspended or shut down
+    actions = {vm["uuid"]: settings.vms.action(vm) for vm in unique.values()}
+    counts = {a: sum(1 for v in actions.values() if v == a) for a in ("shutdown", "suspend", "shed")}
+    groups = plan.build_groups([vm for vm in unique.values() if actions[vm["uuid"]] != "shed"], settings.vms)
     b = plan.budget(settings.timings, len(groups), stages, None, settings.ups.runtime_reserve_s)
+    shed_s = settings.timings.vm_shutdown_timeout_s + settings.timings.vm_force_timeout_s if counts["shed"] else 0.0
+    by_runtime = settings.timings.main_trigger == "runtime"
+    worst = b.worst_case_s + (0.0 if by_runtime else shed_s)
+    what = (f"{counts['shutdown']} VM(s) to shut down, {counts['suspend']} to suspend in {len(groups)} group(s)"
+            + (f", {counts['shed']} shed first" if counts["shed"] else ""))
+    when = (f"; the main shutdown starts when the runtime left falls to {b.worst_case_s:.0f} s + "
+            f"{settings.ups.runtime_reserve_s:.0f} s reserve" if by_runtime else "")
     if runtime is None:
-        checks.warn("plan", f"worst case {b.worst_case_s:.0f} s; the UPS runtime is unknown")
-    elif runtime - settings.ups.runtime_reserve_s < b.worst_case_s:
-        checks.fail("plan", f"the worst case ({b.worst_case_s:.0f} s for {len(unique)} VMs in {len(groups)} group(s)) "
+        checks.warn("plan", f"worst case {worst:.0f} s ({what}); the UPS runtime is unknown")
+    elif runtime - settings.ups.runtime_reserve_s < worst:
+        checks.fail("plan", f"the worst case ({worst:.0f} s: {what}) "
                     f"is longer than the UPS runtime {runtime} s minus the {settings.ups.runtime_reserve_s:.0f} s "
                     "reserve: deadlines would be shortened and more VMs forced; shorten TIMINGS or add battery")
     else:
-        checks.ok("plan", f"worst case {b.worst_case_s:.0f} s for {len(unique)} VMs in {len(groups)} group(s); "
-                  f"the UPS runtime {runtime} s covers it with the {settings.ups.runtime_reserve_s:.0f} s reserve")
+        checks.ok("plan", f"worst case {worst:.0f} s ({what}); "
+                  f"the UPS runtime {runtime} s covers it with the {settings.ups.runtime_reserve_s:.0f} s reserve{when}")
 
 
 def check_hooks(ctx, settings, checks):

@@ -111,17 +111,23 @@ def snapshot_stands(settings, state, running_pid):
             stands = "to start" if pending is None or vm["uuid"] in pending else "its start group is done"
         elif phase == "site_down":
             stands = "down"
+        elif vm.get("shed"):
+            stands = "down: shed (started again if the power returns first)"
         else:
-            stands = "running: to shut down"
+            stands = "running: to " + ("suspend" if vm.get("action") == "suspend" else "shut down")
         out.append({"name": vm["name"], "uuid": vm["uuid"], "host": hosts.get(vm.get("host"), {}).get("name"),
                     "order": vm.get("order", 0), "tools": vm.get("tools", True), "stands": stands,
+                    "action": vm.get("action", "shutdown"),
                     "outcome": item["outcome"] if item else None, "seconds": item.get("seconds") if item else None})
     return out
 
 
 OUTAGE_WORDS = {"clean": "down: clean shutdown", "forced": "down: forced", "reset": "down: power state reset",
-                "already halted": "down: was already halted", "gone": "gone: no longer exists"}
-RESTORE_WORDS = {"started": "running: started", "already running": "running: was already running"}
+                "already halted": "down: was already halted", "gone": "gone: no longer exists",
+                "suspended": "down: suspended (the restore resumes it)", "started again": "running: started again",
+                "shed (clean)": "down: shed, clean shutdown", "shed (forced)": "down: shed, forced"}
+RESTORE_WORDS = {"started": "running: started", "already running": "running: was already running",
+                 "resumed": "running: resumed"}
 
 
 def _stand(item, restoring):
@@ -149,7 +155,8 @@ def _article(word):
 def _vm_line(vm):
     tools = "tools" if vm["tools"] else "NO TOOLS (forced)"
     group = f", shutdown group {vm['group']}" if vm.get("group") else ""
-    return f"    {vm['name']}: {vm['power_state']}, {tools}, order {vm['order']}{group}"
+    action = {"shed": ", shed early", "suspend": ", suspended instead of shut down"}.get(vm.get("action"), "")
+    return f"    {vm['name']}: {vm['power_state']}, {tools}, order {vm['order']}{group}{action}"
 
 
 def run(ctx):
@@ -169,6 +176,7 @@ def run(ctx):
             host.pop("running", None)
             for vm in host.get("vms") or []:
                 vm["group"] = groups.get(vm["uuid"])
+                vm["action"] = settings.vms.action(vm)
         report.update(phase_report(settings))
     report["took_s"] = round(time.monotonic() - started, 2)
     failed = ups["error"] is not None or any(not h["reachable"] for h in report.get("hosts", []))
@@ -215,7 +223,8 @@ def run(ctx):
         if report["snapshot"]:
             ctx.out("  the snapshot's VMs (what hgs shut down and brings back):")
             for vm in report["snapshot"]:
-                ctx.out(f"    {vm['name']} (on {vm['host'] or '?'}, order {vm['order']}): {vm['stands']}")
+                action = "" if vm.get("action", "shutdown") == "shutdown" else f", {vm['action']}"
+                ctx.out(f"    {vm['name']} (on {vm['host'] or '?'}, order {vm['order']}{action}): {vm['stands']}")
         for item in report["last_runs"]:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["ended"])) if item.get("ended") else "?"
             ctx.out(f"  run {item['id']} {item['command']}: {item['result']}{' (FAILED)' if item['failed'] else ''}, {when}")

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from hgs import state as statemod
 from hgs.errors import HgsError
-from hgs.flows import plan
+from hgs.flows import plan, shed
 from hgs.hypervisor import XeCallError
 from hgs.ups import UpsState
 
@@ -72,7 +72,7 @@ class Track:
 
     vm: dict
     pool: str
-    stage: str = "clean"  # clean -> force -> done
+    stage: str = "clean"  # [suspend ->] clean -> force -> done
     stage_started: float = 0.0
     deadline: float = 0.0
     batch: object = None
@@ -126,6 +126,7 @@ class OutageFlow:
         self.snapshot = None
         self.running_now = {}  # what this run found running: the VMs to shut down
         self.plan_lines = None
+        self.shedder = shed.ShedWait(self)
         self._said = set()
         # read ahead during the confirmation window (read-only): pools, VM lists, HA's heartbeat SR
         self.early = SimpleNamespace(pools={}, errors={}, vms={}, srs={}, steps=None)
@@ -174,7 +175,7 @@ class OutageFlow:
         """
         window = self.timings.confirm_outage_s
         clock = self.d.clock
-        began = outage_since = clock.wall()
+        began = outage_since = self.outage_since = clock.wall()
         seen_battery, last = False, None
         self.log.info("confirming the outage: polling the UPS for %.0f s", window)
         while True:
@@ -185,19 +186,15 @@ class OutageFlow:
                 self.log.warning("UPS not readable during confirmation: %s", describe(err))
                 self.fault("confirming the outage: reading the UPS", err, recovered=True)
             now = clock.wall()
-            # the power came back when a reading says so now, or when a hook heard offbattery since
-            back = [t for t in (now if status is not None and status.on_mains else None,
-                                self.d.last_event("offbattery", outage_since)) if t is not None]
-            back_at = max(back, default=None)
-            if back_at is not None:
-                failed_again = self.d.last_event("onbattery", back_at)
-                if failed_again is None or (status is not None and status.on_mains):
-                    waited = now - began
-                    self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
-                    self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
-                    return False
+            back, since = self.power_back(status, outage_since)
+            if back:
+                waited = now - began
+                self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
+                self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
+                return False
+            if since != outage_since:
                 self.log.info("the power came back and failed again: the %.0f s confirmation starts over", window)
-                outage_since = failed_again
+                outage_since = self.outage_since = since
             if status is not None and status.on_battery:
                 seen_battery = True
                 if status.state in (UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN):
@@ -232,6 +229,22 @@ class OutageFlow:
         self.log.info("outage confirmed after %.1f s%s", took, text)
         self.report.fact(f"outage confirmed after {took:.1f} s{text}")
         return True
+
+    def power_back(self, status, outage_since):
+        """Given a UPS reading (None when unreadable) and the wall time the current outage began,
+        returns (back, outage_since): back when the power is on again now (a reading on line, or
+        an offbattery event a hook recorded since, however short); when it came back and failed
+        again since, not back, and the outage began when it failed again."""
+        now = self.d.clock.wall()
+        back = [t for t in (now if status is not None and status.on_mains else None,
+                            self.d.last_event("offbattery", outage_since)) if t is not None]
+        back_at = max(back, default=None)
+        if back_at is None:
+            return False, outage_since
+        failed_again = self.d.last_event("onbattery", back_at)
+        if failed_again is None or (status is not None and status.on_mains):
+            return True, outage_since
+        return False, failed_again
 
     # -- reading ahead during the confirmation -----------------------------------------------
 
@@ -363,6 +376,7 @@ class OutageFlow:
                     continue
                 vms[vm.uuid] = {"uuid": vm.uuid, "name": vm.name, "pool": pool_uuid, "host": vm.resident_on,
                                 "order": vm.order, "start_delay": vm.start_delay, "tools": vm.tools}
+                vms[vm.uuid]["action"] = policy.action(vms[vm.uuid])
         self.running_now = vms  # what this run found running: the VMs to shut down
         snapshot = {"taken": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.report.run_id,
                     "pools": pools, "hosts": hosts, "vms": vms}
@@ -525,6 +539,8 @@ class OutageFlow:
         for track in tracks.values():
             if not track.vm.get("tools", True):
                 self._to_force(track, start, "no guest tools: forced at once")
+            elif track.vm.get("action") == "suspend":
+                track.stage = "suspend"  # VMS['suspend']: its memory kept; a failed suspend falls back to shutdown
         batches = []
         next_poll = start + POWER_POLL_S
         while not all(t.done for t in tracks.values()):
@@ -553,8 +569,9 @@ class OutageFlow:
             for track in tracks.values():
                 if track.done:
                     continue
-                if track.stage == "clean" and (now >= track.deadline or hurry):
-                    why = "this box is shutting down" if hurry else f"no clean shutdown within {b.grace_s:.0f} s"
+                if track.stage in ("clean", "suspend") and (now >= track.deadline or hurry):
+                    what = "suspend" if track.stage == "suspend" else "clean shutdown"
+                    why = "this box is shutting down" if hurry else f"no {what} within {b.grace_s:.0f} s"
                     self._to_force(track, now, why)
                 elif track.stage == "force" and now >= track.stage_started + force_s:
                     self._reset(track, start, f"force did not finish within {force_s:.0f} s")
@@ -588,7 +605,8 @@ class OutageFlow:
             launched.setdefault((self.pools[track.pool].executor, track.stage), []).append(track)
         out = []
         for (executor, stage), group in launched.items():
-            commands = [(t.vm["uuid"], xe.vm_shutdown(t.vm["uuid"], force=stage == "force")) for t in group]
+            commands = [(t.vm["uuid"], xe.vm_suspend(t.vm["uuid"]) if stage == "suspend"
+                         else xe.vm_shutdown(t.vm["uuid"], force=stage == "force")) for t in group]
             try:
                 batch = self.d.hypervisors[executor].launch(commands)
             except Exception as err:  # retried at the next tick, until the group's deadlines
@@ -609,22 +627,36 @@ class OutageFlow:
     def _finish(self, track, start, outcome, detail="", failed=False):
         track.done, track.batch = True, None
         took = self.d.clock.now() - start
-        detail = detail or (track.detail if outcome != "clean" else "")
+        detail = detail or (track.detail if outcome != "clean" or track.detail.startswith("suspend failed") else "")
+        if track.vm.get("shed"):
+            outcome = f"shed ({outcome})"
         level = self.log.error if failed else self.log.info
         level("%s: %s after %.1f s%s", track.vm["name"], outcome, took, f" ({detail})" if detail else "")
         self.report.vm(track.vm["name"], outcome, took, detail, failed=failed)
 
     def _outcome(self, track, stage, outcome, start):
         if outcome.status == 0:
-            self._finish(track, start, "clean" if track.stage == "clean" else "forced")
+            if stage == "suspend":
+                self._finish(track, start, "suspended")
+            else:
+                self._finish(track, start, "clean" if track.stage == "clean" else "forced")
             return
         error = outcome.error or SimpleNamespace(code="OTHER", params={}, summary=f"exit status {outcome.status}")
-        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "halted":
+        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "suspended":
+            self._finish(track, start, "suspended", "it was suspended already")
+        elif error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "halted":
             self._finish(track, start, "already halted" if track.stage == "clean" and stage == "clean" else "forced")
         elif error.code in GONE:
             self._finish(track, start, "gone", "the VM no longer exists")
         elif stage != track.stage:
             return  # a late answer from a stage the VM has left
+        elif stage == "suspend":
+            # no suspend SR, not enough space, no suspend support in the guest...: shut it down instead,
+            # within the same deadline (then forced, as any VM)
+            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm["name"], error.summary)
+            self._unexpected(track, "suspend", error)
+            track.stage, track.batch, track.in_progress = "clean", None, False
+            track.detail = f"suspend failed: {error.summary}; shut down instead"
         elif stage == "clean" and error.code == "OTHER_OPERATION_IN_PROGRESS":
             track.in_progress = True  # the earlier call's task still runs in xapi: wait for it, up to the deadline
             self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm["name"])
@@ -668,7 +700,9 @@ class OutageFlow:
                 if power is None:
                     self._finish(track, start, "gone", "the VM no longer exists")
                 elif power == "halted":
-                    self._finish(track, start, "clean" if track.stage == "clean" else "forced")
+                    self._finish(track, start, {"clean": "clean", "suspend": "halted"}.get(track.stage, "forced"))
+                elif power == "suspended":
+                    self._finish(track, start, "suspended")
 
     # -- 5. hosts --------------------------------------------------------------------------------
 
@@ -881,8 +915,14 @@ class OutageFlow:
             self.report.finish("failed: no host answered", failed=True)
             return self.report
         self.phase("taking the snapshot", self.take_snapshot, state)
+        if confirm:
+            waited = self.phase("shedding load until the main shutdown", self.shedder.run, state, default=shed.MAIN)
+            if waited == shed.POWER_BACK:
+                self.report.finish("power back before the main shutdown: the shed VMs were started again"
+                                   if self.shedder.shed else "power back before the main shutdown: nothing was touched")
+                return self.report
         self.phase("turning pool HA off", self.disable_ha, state)
-        vms = list(self.running_now.values())
+        vms = shed.running_for_main(self.running_now.values())
         groups = self.phase("planning the VM groups", plan.build_groups, vms, self.d.settings.vms, default=None)
         if groups is None:
             groups = [vms] if vms else []
@@ -925,8 +965,10 @@ class OutageFlow:
             self.fault("reading the battery at the end", err, recovered=True)
 
     def budget(self, groups):
+        status = None
         try:
-            runtime = self.d.read_ups().runtime_s
+            status = self.d.read_ups()
+            runtime = status.runtime_s
         except Exception as err:  # no runtime known: the configured deadlines stand
             runtime = None
             self.fault("reading the UPS runtime for the budget", err, recovered=True)
@@ -936,6 +978,14 @@ class OutageFlow:
             self.log.warning("%s", note)
             self.report.notes.append(note)
         self.plan_lines = plan.timeline(groups, [[i.name for _, i in s] for s in self.host_stages()], b, runtime)
+        try:
+            stages = [(rule, [vm["name"] for vm in vms]) for rule, vms in self.shedder.pending_rules()]
+            self.plan_lines = plan.stage_lines(
+                stages, self.timings.main_trigger, self.timings.confirm_outage_s, runtime,
+                None if status is None else status.charge_pct, self.shedder.trigger_s(planned=True)) \
+                + ["  the main shutdown (times from its start):"] + self.plan_lines
+        except Exception as err:  # the plan's first lines are for a person: the shutdown goes on without them
+            self.fault("planning the stages", err, recovered=True)
         return b
 
 

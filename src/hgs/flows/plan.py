@@ -94,6 +94,39 @@ def timeline(groups, host_order, b, runtime_s):
     return lines
 
 
+def _from_power_failure(at, confirm_s, runtime_s, charge_pct):
+    """When a threshold ``at`` ('confirmed', ('charge_pct', N), ('runtime_s', N)) would be met,
+    counted from the power failure, at the present load; a text."""
+    if at == "confirmed":
+        return f"+{confirm_s:6.0f} s"
+    kind, value = at
+    if kind == "runtime_s" and runtime_s is not None:
+        return f"~+{max(confirm_s, runtime_s - value):5.0f} s"
+    if kind == "charge_pct" and runtime_s is not None and charge_pct:
+        return f"~+{max(confirm_s, runtime_s * (charge_pct - value) / charge_pct):5.0f} s"
+    return "      ?  "
+
+
+def stage_lines(shed_stages, main_trigger, confirm_s, runtime_s, charge_pct, trigger_s):
+    """Given [(ShedRule, [VM name])], TIMINGS['main_trigger'], the confirmation window, the UPS's
+    runtime and charge now and the runtime left that starts the main shutdown, returns the
+    lines saying when each stage would start at the present load (a battery drains faster
+    under more load: shedding makes the later stages come later)."""
+    runtime = "unknown" if runtime_s is None else f"{runtime_s:.0f} s"
+    charge = "unknown" if charge_pct is None else f"{charge_pct:g} %"
+    lines = [f"  stages, from the power failure, at the present load (UPS runtime {runtime}, charge {charge}):"]
+    for rule, names in shed_stages:
+        when = _from_power_failure(rule.at, confirm_s, runtime_s, charge_pct)
+        lines.append(f"  {when}  shed {', '.join(shown(n) for n in names)} ({rule.describe()})")
+    if main_trigger == "window":
+        lines.append(f"  +{confirm_s:6.0f} s  main shutdown (TIMINGS['main_trigger'] = 'window')")
+    else:
+        when = _from_power_failure(("runtime_s", trigger_s), confirm_s, runtime_s, charge_pct)
+        lines.append(f"  {when}  main shutdown, when runtime left falls to {trigger_s:.0f} s (worst case plus "
+                     "reserve; later as shedding lowers the load)")
+    return lines
+
+
 def escalated_timings(timings):
     """Returns the Timings a doshutdown flow runs with: each remote wait (connect, xe call,
     forced shutdown) cut to an eighth of TIMINGS['doshutdown_bound_s'], and no retry window for

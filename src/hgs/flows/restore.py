@@ -371,8 +371,11 @@ class RestoreFlow:
                     to_start.append(vm)
             if not to_start:
                 continue
+            # a VM hgs suspended is resumed (its memory comes back), any other started
+            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == "suspended"}
             try:
-                batch = hv.launch([(vm["uuid"], xe.vm_start(vm["uuid"])) for vm in to_start])
+                batch = hv.launch([(vm["uuid"], xe.vm_resume(vm["uuid"]) if vm["uuid"] in suspended
+                                    else xe.vm_start(vm["uuid"])) for vm in to_start])
             except (RemoteError, HgsError) as err:
                 self._cut(err)
                 for vm in to_start:
@@ -384,22 +387,23 @@ class RestoreFlow:
                 while batch.pending and clock.now() < deadline and not batch.lost:
                     self._power_ok()
                     for outcome in batch.poll():
-                        self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+                        self._start_outcome(names[outcome.uuid], outcome, clock.now() - start,
+                                            outcome.uuid in suspended)
                     clock.sleep(TICK_S)
             except PowerLost:
                 batch.close()  # the starts already sent go on in xapi; the snapshot still lists them
                 raise
             for outcome in batch.poll():
-                self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+                self._start_outcome(names[outcome.uuid], outcome, clock.now() - start, outcome.uuid in suspended)
             for vm_uuid in sorted(batch.pending):
                 why = "the connection dropped" if batch.lost else f"not running within {self.timings.vm_start_timeout_s:.0f} s"
                 self.report.vm(names[vm_uuid], "NOT CONFIRMED", clock.now() - start, why)
             batch.close()
 
-    def _start_outcome(self, name, outcome, took):
+    def _start_outcome(self, name, outcome, took, resumed=False):
         if outcome.status == 0:
-            self.log.info("%s: started in %.1f s", name, took)
-            self.report.vm(name, "started", took)
+            self.log.info("%s: %s in %.1f s", name, "resumed" if resumed else "started", took)
+            self.report.vm(name, "resumed" if resumed else "started", took)
             return
         error = outcome.error
         if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "running":
@@ -408,8 +412,9 @@ class RestoreFlow:
             self.log.warning("%s: no longer exists; not started", name)
             self.report.vm(name, "no longer exists", took, "reported, not started")
         else:
-            self.log.error("%s: vm-start failed: %s", name, error.summary)
-            self.report.vm(name, "FAILED TO START", took, error.summary, failed=True)
+            self.log.error("%s: %s failed: %s", name, "vm-resume" if resumed else "vm-start", error.summary)
+            self.report.vm(name, "FAILED TO RESUME" if resumed else "FAILED TO START", took, error.summary,
+                           failed=True)
 
     # -- 4. HA and verify -------------------------------------------------------------------
 
@@ -481,7 +486,9 @@ class RestoreFlow:
         for order in orders:
             group = sorted((v for v in snapshot["vms"].values() if v.get("order", 0) == order), key=lambda v: v["name"])
             delay = min(max((v.get("start_delay", 0) for v in group), default=0), START_DELAY_CAP_S)
-            lines.append(f"  start order group {order}: {', '.join(v['name'] for v in group)}"
+            lines.append(f"  start order group {order}: "
+                         + ", ".join(v["name"] + (" (resumed if suspended)" if v.get("action") == "suspend" else "")
+                                     for v in group)
                          + (f"; then wait {delay} s (start-delay)" if delay and order != orders[-1] else ""))
         if any(p.get("ha_was_enabled") for p in snapshot["pools"].values()):
             lines.append("  turn pool HA back on")

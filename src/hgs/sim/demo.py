@@ -118,8 +118,16 @@ def running_vms(store):
                   if not v["control_domain"] and v["power_state"] == "running")
 
 
-def run(out=sys.stdout, keep=False):
-    """Runs the whole demo; returns 0 when the site ends as it started."""
+SCENARIOS = ("pool", "shed")
+
+
+def run(out=sys.stdout, keep=False, scenario="pool"):
+    """Runs the whole demo; returns 0 when the site ends as it started. ``scenario`` "shed":
+    load shedding and the runtime trigger (hgs.sim.shed_demo)."""
+    if scenario == "shed":
+        from hgs.sim import shed_demo
+
+        return shed_demo.run(out, keep)
     folder = Path(tempfile.mkdtemp(prefix="hgs-demo-"))
     timeline = Timeline(out)
     site = ups = nis = None

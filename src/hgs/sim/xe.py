@@ -20,7 +20,7 @@ import time
 
 from hgs.sim import site as sitemod
 
-CHANGING = {"vm-shutdown", "vm-start", "vm-reset-powerstate", "host-disable", "host-enable", "host-shutdown",
+CHANGING = {"vm-shutdown", "vm-start", "vm-suspend", "vm-resume", "vm-reset-powerstate", "host-disable", "host-enable", "host-shutdown",
             "pool-ha-disable", "pool-ha-enable"}
 
 # xapi's error descriptions (datamodel ~doc strings) and parameter names.
@@ -45,6 +45,14 @@ ERRORS = {
     "INTERNAL_ERROR": ("The server failed to handle your request, due to an internal error.  The given message may "
                        "give details useful for debugging the problem.", ("message",)),
     "OPERATION_NOT_ALLOWED": ("You attempted an operation that was not allowed.", ("reason",)),
+    # vm-suspend's failures. xen-api ocaml/xapi/xapi_vm_helpers.ml choose_suspend_sr: no VM, pool or
+    # host suspend SR -> VM_NO_SUSPEND_SR; ocaml/xapi/xapi_vm_lifecycle.ml check_op_for_feature: a guest
+    # without the suspend feature -> VM_LACKS_FEATURE_SUSPEND; a full SR: the storage manager's
+    # SR_BACKEND_FAILURE_44 (insufficient space). Descriptions from ocaml/idl/datamodel_errors.ml.
+    "VM_NO_SUSPEND_SR": ("This VM does not have a suspend SR specified.", ("vm",)),
+    "VM_LACKS_FEATURE_SUSPEND": ("You attempted an operation which needs the VM cooperative suspend feature on a "
+                                 "VM which lacks it.", ("vm",)),
+    "SR_BACKEND_FAILURE_44": ("There is insufficient space", ("opterr",)),
 }
 
 
@@ -382,6 +390,64 @@ class Xe:
     def cmd_vm_start(self, call):
         on = call.params.get("on")
         self._each_selected(call, lambda state, u: partial(self._wait, u, self._begin_start(state, u, on), "running"))
+
+    # -- suspend and resume (xen-api ocaml/xapi/xapi_vm.ml suspend/resume; the power states each
+    # needs from ocaml/xapi/xapi_vm_lifecycle.ml: suspend a running VM, resume a suspended one,
+    # else VM_BAD_POWER_STATE). Scenario knobs, set with SiteStore.set_vm / set_pool: a VM's
+    # "suspend_s" (default 5 s), "suspend_fails" (an error code above); the pool's "suspend_sr"
+    # ("" : none) and "suspend_sr_full" (True: no room for the memory image).
+
+    def cmd_vm_suspend(self, call):
+        self._each_selected(call, lambda state, u: partial(self._end_suspend, u, self._begin_suspend(state, u)))
+
+    def cmd_vm_resume(self, call):
+        on = call.params.get("on")
+        self._each_selected(call, lambda state, u: partial(self._end_resume, u, self._begin_resume(state, u, on)))
+
+    def _begin_suspend(self, state, vm_uuid):
+        vm = state["vms"][vm_uuid]
+        now = sitemod.sim_now(state)
+        if vm["power_state"] != "running":
+            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+        if vm.get("busy") and (vm["busy_until"] or 0) > now:
+            raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+        if not vm["tools"]:
+            raise XeFailure("VM_LACKS_FEATURE_SUSPEND", _vm_ref(vm))
+        if state["pool"].get("suspend_sr", "default") == "":
+            raise XeFailure("VM_NO_SUSPEND_SR", _vm_ref(vm))
+        if vm.get("suspend_fails"):
+            raise XeFailure(vm["suspend_fails"], _vm_ref(vm))
+        until = now + float(vm.get("suspend_s", 5.0))
+        vm.update(busy="suspend", busy_until=until, busy_fails=False)
+        return sitemod.real_seconds(state, until - now)
+
+    def _end_suspend(self, vm_uuid, wait_s):
+        self._sleep(wait_s)
+        with self._tx() as state:
+            vm = state["vms"][vm_uuid]
+            if state["pool"].get("suspend_sr_full"):  # the memory image did not fit: the VM runs on
+                vm.update(busy=None, busy_until=None)
+                raise XeFailure("SR_BACKEND_FAILURE_44", "")
+            if vm["power_state"] != "running":  # forced, reset or powered off meanwhile
+                raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+            vm.update(power_state="suspended", resident_on=None, busy=None, busy_until=None, busy_fails=False)
+
+    def _begin_resume(self, state, vm_uuid, on):
+        vm = state["vms"][vm_uuid]
+        if vm["power_state"] != "suspended":
+            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "suspended", vm["power_state"])
+        target = self._start_host(state, vm, on)
+        now = sitemod.sim_now(state)
+        until = now + vm["start_s"]
+        vm.update(busy="resume", busy_until=until, busy_host=target)
+        return sitemod.real_seconds(state, until - now)
+
+    def _end_resume(self, vm_uuid, wait_s):
+        self._sleep(wait_s)
+        with self._tx() as state:
+            vm = state["vms"][vm_uuid]
+            if vm["power_state"] == "suspended":
+                vm.update(power_state="running", resident_on=vm.get("busy_host"), busy=None, busy_until=None)
 
     def _each_selected(self, call, begin):
         """For each VM the call selects, one after another (--multiple: each awaited): runs
