@@ -12,11 +12,11 @@ import ipaddress
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 
 from hgs.errors import HgsError
+from hgs.files import write_atomic
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
@@ -82,17 +82,7 @@ class AddressBook:
     def _write(self):
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".addresses.", dir=os.path.dirname(self.path))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(self.known, handle, indent=2, sort_keys=True)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_atomic(self.path, json.dumps(self.known, indent=2, sort_keys=True))
         except OSError as err:
             self._say("warning", "cannot keep the host addresses in %s: %s", self.path, err.strerror or err)
 

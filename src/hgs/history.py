@@ -6,7 +6,8 @@ A record says what ran, when, how it ended and what happened to each VM and host
 
 import json
 import os
-import tempfile
+
+from hgs.files import write_atomic
 
 KEEP = 50
 
@@ -25,11 +26,7 @@ def record(state_dir, report, command, ended):
     where = folder(state_dir)
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".run.", dir=where)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, os.path.join(where, f"{report.run_id}.json"))
+        write_atomic(os.path.join(where, f"{report.run_id}.json"), json.dumps(data, indent=1), fsync=False)
         names = sorted(n for n in os.listdir(where) if n.endswith(".json"))
         for name in names[:-KEEP]:
             os.unlink(os.path.join(where, name))

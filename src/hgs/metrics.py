@@ -6,10 +6,10 @@ node_exporter's textfile collector, at the end of each run (METRICS['textfile'])
 """
 
 import os
-import tempfile
 import time
 
 from hgs import history
+from hgs.files import write_atomic
 
 FLOW_COMMANDS = ("onbattery", "offbattery", "doshutdown")
 PHASES = ("idle", "shutting_down", "site_down", "restoring")
@@ -142,16 +142,5 @@ def write_textfile(path, state_dir):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"the folder {folder} does not exist (is node_exporter's textfile collector set up?)")
     text = textfile_text(last_runs(state_dir))
-    fd, tmp = tempfile.mkstemp(prefix=".hgs.", suffix=".prom.tmp", dir=folder)  # *.prom only is read
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, text, mode=0o644, fsync=False, suffix=".prom.tmp")  # the collector reads *.prom only
     return text

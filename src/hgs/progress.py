@@ -7,8 +7,9 @@ it is for people watching, the state file stays the record. Failing to write it 
 
 import json
 import os
-import tempfile
 import time
+
+from hgs.files import write_atomic
 
 NAME = "progress.json"
 
@@ -20,11 +21,7 @@ def write(state_dir, report, pid=None):
             "vms": [vars(item) for item in report.vms], "hosts": [vars(item) for item in report.hosts]}
     try:
         os.makedirs(str(state_dir), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".progress.", dir=str(state_dir))
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, os.path.join(str(state_dir), NAME))
+        write_atomic(os.path.join(str(state_dir), NAME), json.dumps(data), fsync=False)
     except OSError:
         return None
     return data

@@ -9,10 +9,10 @@ second outage flow merges what it finds running into the snapshot it already has
 
 import json
 import os
-import tempfile
 import time
 
 from hgs.errors import HgsError
+from hgs.files import write_atomic
 
 VERSION = 1
 IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"
@@ -74,20 +74,7 @@ class StateFile:
                     os.replace(self.path, f"{self.path}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
                 except FileNotFoundError:
                     pass
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(data, handle, indent=2, sort_keys=True)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True))
         except OSError as err:
             raise StateError(f"cannot write the state file {self.path}: {err.strerror or err}") from None
         return data

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 
 from hgs.errors import HgsError
+from hgs.files import write_atomic
 
 EXAMPLE = "config.example.py"
 DEFAULT_ADDRESS = {"apcupsd": "127.0.0.1:3551", "nut": "ups@127.0.0.1:3493"}
@@ -228,21 +229,7 @@ def _choice(answer):
 
 def write_private(path, data, mode):
     """Writes ``data`` (bytes) to ``path`` atomically with ``mode``."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".hgs-init.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, data, mode)
 
 
 def make_key(path):
