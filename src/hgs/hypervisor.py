@@ -295,17 +295,6 @@ class DryRunHypervisor:
             self._absent(err)
             return []
 
-    def vm_networks(self):
-        """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
-        from hgs.addresses import parse_networks
-
-        out = {}
-        for record in xe.parse_records(self._run(xe.vm_networks())):
-            found = parse_networks(record.get("networks", ""))
-            if xe.UUID.match(record.get("uuid", "")) and found:
-                out.setdefault(record["uuid"], found)
-        return out
-
     def power_states(self):
         try:
             if self.absent is not None:
