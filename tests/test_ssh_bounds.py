@@ -229,3 +229,18 @@ def test_escalation_cuts_a_silent_handshake(server):
     took, err = timed(connection.connect)
     connection.close()
     assert isinstance(err, RemoteInterrupted) and took < 0.5 + SLACK_S
+
+
+def test_the_outage_flows_escalation_cut_ends_the_hung_call_and_lets_the_next_one_run(server):
+    from hgs.commands.onbattery import EscalationCut
+
+    told = threading.Event()
+    srv = server("silent_command")
+    connection = Connection(srv.host(), connect_timeout_s=5, interrupt=EscalationCut(told.is_set))
+    threading.Timer(0.5, told.set).start()
+    took, err = timed(lambda: connection.run("xe host-shutdown uuid=x", timeout_s=60))
+    assert isinstance(err, RemoteInterrupted) and took < 0.5 + SLACK_S, (took, err)
+    srv.mode = "echo"  # the hurried flow's next call (the master's host-shutdown) must still go out
+    result = connection.run("xe host-shutdown uuid=y", timeout_s=10)
+    connection.close()
+    assert result.ok and "host-shutdown" in result.stdout, result

@@ -46,9 +46,18 @@ def recent(state_dir, count=5):
     for name in names:
         try:
             with open(os.path.join(where, name)) as handle:
-                out.append(json.load(handle))
+                record = json.load(handle)
         except (OSError, ValueError):
             continue
+        if not isinstance(record, dict):
+            continue  # not a record hgs wrote
+        for key in ("started", "ended"):
+            if isinstance(record.get(key), bool) or not isinstance(record.get(key), (int, float, type(None))):
+                record[key] = None
+        for key in ("vms", "hosts"):
+            items = record.get(key)
+            record[key] = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        out.append(record)
         if len(out) >= count:
             break
     return out

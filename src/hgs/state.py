@@ -27,6 +27,41 @@ def empty():
     return {"version": VERSION, "phase": IDLE, "snapshot": None, "updated": None}
 
 
+def clean_snapshot(snapshot):
+    """Given a snapshot read from the file, returns (snapshot, dropped): its pools, hosts and VMs
+    as objects of objects, each VM with a text name and a whole-number order; a record of
+    another shape is dropped and named in ``dropped``, so one damaged record never stops a
+    restore or a status."""
+    clean, dropped = dict(snapshot), []
+    for part in ("pools", "hosts", "vms"):
+        records = snapshot.get(part)
+        if not isinstance(records, dict):
+            if records is not None:
+                dropped.append(f"{part}: a JSON {type(records).__name__}")
+            clean[part] = {}
+            continue
+        clean[part] = {}
+        for key, record in records.items():
+            if not isinstance(record, dict):
+                dropped.append(f"{part} {key}: a JSON {type(record).__name__}")
+                continue
+            record = dict(record)
+            if part == "vms":
+                if not isinstance(record.get("name"), str):
+                    record["name"] = str(key)
+                record.setdefault("uuid", key)
+                order = record.get("order", 0)
+                if isinstance(order, bool) or not isinstance(order, (int, float)):
+                    try:
+                        order = int(str(order).strip())
+                    except ValueError:
+                        dropped.append(f"vms {key}: order {order!r} is not a number (taken as 0)")
+                        order = 0
+                record["order"] = int(order)
+            clean[part][key] = record
+    return clean, dropped
+
+
 class StateFile:
     """The state file in ``state_dir`` (created 0700 on first write)."""
 
@@ -61,6 +96,10 @@ class StateFile:
         if problems:
             self.broken = True
             raise StateError(f"the state file {self.path} is damaged ({', '.join(problems)})")
+        if snapshot is not None:
+            data["snapshot"], dropped = clean_snapshot(snapshot)
+            if dropped:
+                data["damaged_records"] = dropped
         return data
 
     def save(self, data):

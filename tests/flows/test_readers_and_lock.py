@@ -2,7 +2,9 @@
 before the hosts: each is now the reader's own error, or a lock the flow runs without."""
 
 import logging
+import os
 import struct
+import threading
 
 import pytest
 
@@ -88,3 +90,12 @@ def test_a_held_lock_still_merges_the_event_into_the_running_flow(tmp_path, log)
     finally:
         holder.release()
     assert take_lock(SiteLock(tmp_path / "lock"), log) == (True, None, None)
+
+
+def test_a_holder_that_does_not_say_what_it_runs_is_waited_for_never_merged_into(tmp_path, log):
+    holder = SiteLock(tmp_path / "lock")
+    assert holder.acquire(kind="restore")
+    os.truncate(holder.path, 0)  # its kind was never written (a full disk): it may be a restore
+    threading.Timer(0.5, holder.release).start()
+    assert take_lock(SiteLock(tmp_path / "lock"), log, wait_s=10) == (True, None, None)
+    assert any("does not say what it runs" in line for line in log.lines)

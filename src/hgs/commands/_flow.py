@@ -171,6 +171,8 @@ def write_metrics(settings, log):
             metrics.write_textfile(settings.metrics.textfile, settings.paths.state_dir)
         except OSError as err:
             log.error("metrics: cannot write %s: %s", settings.metrics.textfile, err.strerror or err)
+        except Exception as err:  # a damaged history must never cost the run's mail
+            log.error("metrics: cannot write %s: %s: %s", settings.metrics.textfile, type(err).__name__, err)
 
 
 def mail_report(ctx, report, mailer, run_log):

@@ -1,5 +1,7 @@
 """hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
 
+import time
+
 from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
@@ -22,10 +24,19 @@ def take_lock(lock, log, wait_s=LOCK_WAIT_S):
         if lock.acquire(kind="outage"):
             return True, None, None
         pid, kind = lock.holder()
-        if kind != "restore":
+        for _ in range(10):  # a holder that has just taken the lock writes its kind a moment later
+            if kind is not None:
+                break
+            time.sleep(0.05)
+            pid, kind = lock.holder()
+        if kind in ("outage", "doshutdown"):
             log.info("an outage flow is already running (pid %s): this onbattery event merges into it", pid)
             return False, 0, None
-        log.info("a restore is running (pid %s): it stops at its next step; the outage flow takes over", pid)
+        if kind == "restore":
+            log.info("a restore is running (pid %s): it stops at its next step; the outage flow takes over", pid)
+        else:  # never drop an outage for a holder that cannot be told apart from a restore
+            log.warning("the site lock is held by pid %s, which does not say what it runs (%s): waiting for it",
+                        pid, kind)
         if lock.acquire(wait_s=wait_s, kind="outage"):
             return True, None, None
         log.error("the restore (pid %s) did not stop within %.0f s; this outage flow gives up", pid, wait_s)
@@ -34,6 +45,22 @@ def take_lock(lock, log, wait_s=LOCK_WAIT_S):
         log.error("%s: the outage flow runs WITHOUT the site lock (the hardware comes first); another flow "
                   "may run at the same time", err)
         return True, None, f"{err}; the flow ran without the site lock"
+
+
+class EscalationCut:
+    """A connection's ``interrupt`` for the outage flow: the first check after `hgs doshutdown`
+    asked to hurry cuts the remote wait in progress (a hung xe call must not hold the hurried
+    flow); the calls after it run normally, since the hurried flow still needs them."""
+
+    def __init__(self, escalated):
+        self.escalated = escalated
+        self.cut = False
+
+    def __call__(self):
+        if self.cut or not self.escalated():
+            return None
+        self.cut = True
+        return "hgs doshutdown asked to hurry"
 
 
 def run(ctx):
@@ -62,6 +89,8 @@ def run(ctx):
     report = Report("outage (dry run)" if args.dry_run else "outage", run_log.run_id)
     watch(ctx, report, run_log)
     flow = OutageFlow(deps, report)
+    for connection in connections.values():
+        connection.interrupt = EscalationCut(lock.escalated)
     if lock_fault:
         flow.fault("the site lock", HgsError(lock_fault))
     try:

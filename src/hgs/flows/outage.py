@@ -492,7 +492,9 @@ class OutageFlow:
     def _pool_record(self, state, pool_uuid):
         snapshot = state.get("snapshot")
         if not isinstance(snapshot, dict) or not isinstance(snapshot.get("pools"), dict):
-            snapshot = state["snapshot"] = self.snapshot if isinstance(self.snapshot, dict) else {"pools": {}}
+            # the snapshot failed: HA's record still goes in, in a snapshot of the usual shape
+            fresh = self.snapshot if isinstance(self.snapshot, dict) else {"pools": {}, "hosts": {}, "vms": {}}
+            snapshot = state["snapshot"] = fresh
             snapshot.setdefault("pools", {})
         record = snapshot["pools"].get(pool_uuid)
         if not isinstance(record, dict):

@@ -504,6 +504,10 @@ class RestoreFlow:
             self.log.info("nothing was shut down by hgs: nothing to restore")
             self.report.finish("nothing to do")
             return self.report
+        for what in self.state.get("damaged_records") or []:
+            self.log.error("the snapshot has a damaged record, left out: %s", what)
+            self.report.notes.append(f"damaged snapshot record left out: {what}")
+            self.report.failed = True
         self.report.fact(f"snapshot of {snapshot.get('taken', '?')}: {len(snapshot['vms'])} VM(s), "
                          f"{len(snapshot['hosts'])} host(s)")
         self.plan_lines = self.timeline(snapshot)
