@@ -170,10 +170,10 @@ def outcome(report):
         detail = "; ".join(bad[:5] + (faults + others)[:2]) or "see the log"
         return "failure", f"{report.kind} FAILED: {report.result}: {detail} (run {report.run_id})"
     if report.result.startswith("site down"):
-        forced = sum(1 for i in vms if i.outcome in ("forced", "reset"))
+        forced = sum(1 for i in vms if i.outcome in ("forced", "reset", "shed (forced)", "shed (reset)"))
         return "site_down", (f"site down: {len(vms)} VM(s) shut down ({forced} forced), {len(hosts)} host(s) "
                              f"confirmed down (run {report.run_id})")
     if report.result == "site restored":
-        started = sum(1 for i in vms if i.outcome in ("started", "already running"))
+        started = sum(1 for i in vms if i.outcome in ("started", "resumed", "already running"))
         return "site_restored", f"site restored: {started} VM(s) running again (run {report.run_id})"
     return None

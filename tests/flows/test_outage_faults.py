@@ -50,7 +50,7 @@ def assert_protected(s, report, mailer, code, fault_text, recovered=False):
 def test_the_ha_statefile_read_failing_never_keeps_ha_on(site, kind):
     s = site(always={"pool-param-get": kind})  # during the confirmation and after it
     flow, report, mailer, code = run_outage(s)
-    assert_protected(s, report, mailer, code, f"in pool-param-get")
+    assert_protected(s, report, mailer, code, "in pool-param-get")
     assert "FAULT: reading the HA heartbeat SR (for the restore)" in report.summary()
     pool = s.state_file.read()["snapshot"]["pools"][s.pool_uuid]
     assert pool["ha_was_enabled"] is True and pool["ha_srs"] == [] and "unknown" in pool["ha_srs_unknown"]

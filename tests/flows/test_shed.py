@@ -5,9 +5,12 @@ The site: two hosts (150 W each), three VMs that matter (100 W each) and two hea
 shutdown's worst case is 2 groups x (20 + 10 s) + 2 host stages x 30 s = 120 s; with the
 120 s reserve, it starts when the UPS's runtime left falls to 240 s."""
 
+import json
+import os
+
 import pytest
 
-from flowfakes import FakeBattery, Site, run_outage, run_restore
+from flowfakes import FakeBattery, run_outage, run_restore
 
 SCENARIO = {
     "hosts": ["master", "member1"],
@@ -169,3 +172,31 @@ def test_doshutdown_during_the_wait_starts_the_main_shutdown_at_once(site):
     assert 50.0 <= first_call(s, "pool-ha-disable") <= 52.0
     assert "this box is shutting down ('hgs doshutdown')" in report.summary()
     assert s.host_powers() == {"master": "off", "member1": "off"}
+
+
+def test_a_power_return_during_shedding_keeps_an_earlier_outages_snapshot_for_its_restore(site):
+    from hgs.state import SITE_DOWN, VERSION
+
+    s = shed_site(site, [(0.0, "ONBATT"), (600.0, "ONLINE")])
+    earlier_vm = "0" * 8 + "-0000-4000-8000-" + "0" * 12
+    earlier = {"version": VERSION, "phase": SITE_DOWN, "updated": None, "restore_pending": [earlier_vm],
+               "snapshot": {"taken": "2026-12-01T00:00:00+0000", "pools": {}, "hosts": {},
+                            "vms": {earlier_vm: {"uuid": earlier_vm, "name": "old-app", "order": 0}}}}
+    os.makedirs(s.tmp / "state", exist_ok=True)
+    (s.tmp / "state" / "state.json").write_text(json.dumps(earlier))  # where the flow's state file is
+    flow, report, mailer, code = run_outage(s)
+    assert report.result == "power back before the main shutdown: the shed VMs were started again", report.summary()
+    after = s.state_file.read()
+    assert after["phase"] == SITE_DOWN and after["restore_pending"] == [earlier_vm]
+    assert after["snapshot"]["vms"][earlier_vm]["name"] == "old-app"
+
+
+def test_at_low_battery_nothing_is_shed_first_the_main_shutdown_takes_every_vm_at_once(site):
+    s = shed_site(site, [(0.0, "LOWBATT")], shed={"vms": ["build", "ci"], "at": {"charge_pct": 10}})
+    flow, report, mailer, code = run_outage(s)
+    assert code == 0, report.summary()
+    first = {names: t for t, _, call, names, _ in s.log_calls if call.startswith("vm-shutdown")}
+    assert first[("db",)] < 1.0, first  # the main shutdown's first group went out at once
+    assert ("build", "ci", "dc", "web") in first, first  # the VMs still to shed went with the main groups
+    assert "main shutdown at once: the UPS reports" in report.summary()
+    assert s.vm_states() == dict.fromkeys(["db", "web", "dc", "build", "ci"], "halted")

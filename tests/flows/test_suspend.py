@@ -4,7 +4,7 @@ started; a suspend that fails or does not finish is shut down within the VM's de
 
 import pytest
 
-from flowfakes import Site, run_outage, run_restore
+from flowfakes import run_outage, run_restore
 
 SCENARIO = {
     "hosts": ["master", "member1"],
@@ -68,3 +68,13 @@ def test_the_mail_names_the_suspended_vm(site):
     s = suspend_site(site)
     flow, report, mailer, code = run_outage(s)
     assert "db: suspended" in mailer.sent[0][1]
+
+
+def test_the_site_restored_notice_counts_the_resumed_vms(site):
+    from hgs import notify
+
+    s = suspend_site(site)
+    run_outage(s)
+    restore, rreport = run_restore(s)
+    event, summary = notify.outcome(rreport)
+    assert event == "site_restored" and summary.startswith("site restored: 3 VM(s) running again"), summary

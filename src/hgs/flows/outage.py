@@ -11,6 +11,7 @@ skips another. Reading what the restore will need (the snapshot, HA's heartbeat 
 gates a protective step.
 """
 
+import copy
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +128,7 @@ class OutageFlow:
         self.running_now = {}  # what this run found running: the VMs to shut down
         self.plan_lines = None
         self.shedder = shed.ShedWait(self)
+        self.earlier_state = None  # a state an earlier outage left (its snapshot not yet restored)
         self._said = set()
         # read ahead during the confirmation window (read-only): pools, VM lists, HA's heartbeat SR
         self.early = SimpleNamespace(pools={}, errors={}, vms={}, srs={}, steps=None)
@@ -956,6 +958,11 @@ class OutageFlow:
         if not isinstance(state, dict):
             self.fault("reading the state file", HgsError(f"not a JSON object ({type(state).__name__}): ignored"))
             return statemod.empty()
+        damaged = state.pop("damaged_records", None)
+        if damaged:
+            self.fault("reading the state file", HgsError("damaged snapshot records left out: " + "; ".join(damaged)))
+        if state.get("phase") != statemod.IDLE and isinstance(state.get("snapshot"), dict):
+            self.earlier_state = copy.deepcopy(state)  # what a power return before the main shutdown puts back
         return state
 
     def _battery_at_end(self):

@@ -372,7 +372,9 @@ class RestoreFlow:
             if not to_start:
                 continue
             # a VM hgs suspended is resumed (its memory comes back), any other started
-            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == "suspended"}
+            # (power states unread: the snapshot says which VMs hgs suspended)
+            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == "suspended"
+                         or (not states and vm.get("action") == "suspend")}
             try:
                 batch = hv.launch([(vm["uuid"], xe.vm_resume(vm["uuid"]) if vm["uuid"] in suspended
                                     else xe.vm_start(vm["uuid"])) for vm in to_start])
@@ -504,7 +506,7 @@ class RestoreFlow:
             self.log.info("nothing was shut down by hgs: nothing to restore")
             self.report.finish("nothing to do")
             return self.report
-        for what in self.state.get("damaged_records") or []:
+        for what in self.state.pop("damaged_records", None) or []:
             self.log.error("the snapshot has a damaged record, left out: %s", what)
             self.report.notes.append(f"damaged snapshot record left out: {what}")
             self.report.failed = True

@@ -53,8 +53,6 @@ class ShedWait:
             return True
         if status is None:
             return False
-        if status.state in (UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN):
-            return True
         kind, value = rule.at
         reading = status.charge_pct if kind == "charge_pct" else status.runtime_s
         return reading is not None and reading <= value
@@ -70,6 +68,14 @@ class ShedWait:
         groups = plan.build_groups(vms, self.d.settings.vms)
         worst = plan.budget(flow.timings, len(groups), len(flow.host_stages()), None, 0.0).worst_case_s
         return worst + self.d.settings.ups.runtime_reserve_s
+
+    def emergency(self, status):
+        """Returns why nothing may wait (low battery, forced shutdown, `hgs doshutdown`), or None."""
+        if self.flow.escalated():
+            return "this box is shutting down ('hgs doshutdown')"
+        if status is not None and status.state in (UpsState.LOW_BATTERY, UpsState.FORCED_SHUTDOWN):
+            return f"the UPS reports {status.state.value}"
+        return None
 
     def main_due(self, status):
         """Returns why the main shutdown starts now, or None to go on waiting."""
@@ -127,6 +133,11 @@ class ShedWait:
                 self.log.info("the power is back after %.0f s, before the main shutdown", clock.now() - began)
                 self.start_again(state)
                 return POWER_BACK
+            hurry = self.emergency(status)
+            if hurry is not None:  # no time to shed first: what is still to shed joins the main shutdown
+                flow.report.fact(f"main shutdown at once: {hurry}")
+                self.log.warning("the main shutdown starts at once: %s", hurry)
+                return MAIN
             due = [(rule, vms) for rule, vms in self.pending_rules() if self.due(rule, status)]
             for rule, vms in due:
                 self.shed_now(rule, vms, state)
@@ -217,8 +228,14 @@ class ShedWait:
             if commands:
                 self._start(hv, vms, commands, start)
         state.clear()
-        state.update(statemod.empty())
-        flow.save(state, "the cleared state")
+        earlier = flow.earlier_state
+        if earlier is not None:
+            # an earlier outage's snapshot still waits for its restore: it is kept as it was
+            state.update(earlier)
+            flow.save(state, "the earlier outage's snapshot, kept for its restore")
+        else:
+            state.update(statemod.empty())
+            flow.save(state, "the cleared state")
 
     def _start(self, hv, vms, commands, start):
         flow, clock = self.flow, self.d.clock
