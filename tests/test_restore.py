@@ -203,3 +203,36 @@ def test_doshutdown_mid_restore_stops_it_and_forces_the_woken_site_down_within_i
     state = lab.state_file()
     assert state["phase"] == "site_down"
     assert sorted(v["name"] for v in state["snapshot"]["vms"].values()) == ["db", "web1", "web2"]
+
+
+def test_sigterm_stops_a_restore_at_once_and_keeps_its_snapshot(site_lab):
+    import signal
+    import subprocess
+
+    from lab import HGS
+
+    scenario = {"time_scale": 60, "hosts": [{"name": "xen1", "mac": "02:00:00:00:04:02", "shutdown_s": 10,
+                                             "boot_s": 30, "xapi_start_s": 30}],
+                "vms": [{"name": "one"}]}
+    lab = site_lab(scenario, wol_drop_first=10_000, timings={"host_boot_timeout_s": 600, "wol_resend_interval_s": 1},
+                   extra="MAIL = {'when': 'never'}\n")
+    outage_then_power_back(lab)
+    flow = subprocess.Popen([HGS, "--config", str(lab.config), "offbattery", "--foreground"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(lab.site.wol.dropped) < 2 and time.monotonic() < deadline:  # it waits for the boot now
+            time.sleep(0.05)
+        assert len(lab.site.wol.dropped) >= 2
+        flow.send_signal(signal.SIGTERM)  # a stopped unit, or this box shutting down
+        sent = time.monotonic()
+        out, _ = flow.communicate(timeout=20)
+        took = time.monotonic() - sent
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+            flow.wait()
+    assert took < 5, (took, out)
+    assert "SIGTERM" in out and "stopped" in out, out
+    assert lab.state_file()["phase"] == "site_down"
+    assert [v["name"] for v in lab.state_file()["snapshot"]["vms"].values()] == ["one"]

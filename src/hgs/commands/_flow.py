@@ -49,6 +49,22 @@ def flow_argv(config_path, command, run_id):
             "--run-id", run_id]
 
 
+def hurry_on_sigterm(lock, log, what):
+    """Makes SIGTERM (a stopped unit, this box shutting down) ask the running flow to hurry, as
+    `hgs doshutdown` does: an outage flow forces what is left and sends the hosts down at once,
+    a restore stops at once with its snapshot kept. The unit's TimeoutStopSec leaves it the time."""
+    import signal
+
+    def hurry(signum, frame):
+        log.warning("SIGTERM: %s", what)
+        try:
+            lock.escalate()
+        except Exception as err:  # the flag cannot be written: the flow ends at its next step anyway
+            log.error("cannot ask the flow to hurry: %s", err)
+
+    signal.signal(signal.SIGTERM, hurry)
+
+
 def unit_argv(command, run_id, argv, systemd_run):
     """Returns the systemd-run command line starting ``argv`` as a transient unit of its own,
     hgs-COMMAND-RUNID.service, out of the UPS daemon's cgroup (a restart of apcupsd.service or

@@ -1,7 +1,8 @@
 """hgs offbattery: the power is back; once it is stable, wake the hosts and start exactly
 the VMs that were running. Also the boot-time resume: with nothing shut down, it does nothing."""
 
-from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
+from hgs.commands._flow import (add_flow_arguments, hand_off, hook_notice, hurry_on_sigterm, mail_report,
+                               start_flow_log, watch)
 
 LOCK_WAIT_S = 4 * 3600.0  # a running outage flow finishes first; every step of it is bounded
 
@@ -35,6 +36,7 @@ def run(ctx):
             return 1
     if not args.dry_run:
         lock.clear_escalation()  # we hold the lock: a request to hurry is from a flow that ended
+        hurry_on_sigterm(lock, log, "stopping the restore at once; its snapshot is kept")
     log.info("offbattery: the power is back%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run,
                                               escalated=(lambda: False) if args.dry_run else lock.escalated)

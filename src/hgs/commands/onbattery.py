@@ -2,7 +2,8 @@
 
 import time
 
-from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
+from hgs.commands._flow import (add_flow_arguments, hand_off, hook_notice, hurry_on_sigterm, mail_report,
+                               start_flow_log, watch)
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
 
@@ -84,6 +85,7 @@ def run(ctx):
         if not go_on:
             return code
         lock.clear_escalation()
+        hurry_on_sigterm(lock, log, "hurrying: what is left is forced and the hosts are sent down now")
     log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)
     report = Report("outage (dry run)" if args.dry_run else "outage", run_log.run_id)
