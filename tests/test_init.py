@@ -87,6 +87,8 @@ def test_init_is_idempotent_and_overwrites_only_with_force(tmp_path):
                    "--host", "xen9=10.0.0.9")
     assert forced.returncode == 0, forced.stderr
     assert '"name": "xen9"' in config.read_text() and '"daemon": "nut"' in config.read_text()
+    kept, = config.parent.glob("config.py.hgs-backup.*")  # the config --force replaced is kept beside it
+    assert kept.read_text() == text and f"kept the config it replaces as {kept}" in forced.stdout
     assert (tmp_path / "hgs" / "id_ed25519").read_bytes() == key  # the key is never replaced
     assert "install nut" in forced.stdout
     checked = run_hgs("--config", str(config), "check-config")

@@ -112,6 +112,12 @@ def test_install_nut_prints_lines_naming_the_configured_ups_and_keeping_the_user
     script = (nut_dir / "hgs-upssched-cmd").read_text()
     assert hooks.MARKER in script and "exec /usr/local/bin/my-upssched-cmd \"$@\"" in script
     assert "hgs-lowbatt) run \"upssched $1\" doshutdown --only-if-critical" in script
+    # wired by hand as printed: an uninstall keeps the script upssched.conf still names
+    wired = (nut_dir / "upssched.conf").read_text() + f"CMDSCRIPT {nut_dir / 'hgs-upssched-cmd'}\n"
+    (nut_dir / "upssched.conf").write_text(wired)
+    removed = _install_nut(config, nut_dir, tmp_path, "--uninstall")
+    assert removed.returncode == 0 and "still names it as CMDSCRIPT" in removed.stdout, removed.stdout
+    assert (nut_dir / "hgs-upssched-cmd").exists()
 
 
 def test_install_nut_write_keeps_owner_group_mode_the_users_at_lines_and_uninstall_restores(make_config, tmp_path):
@@ -200,6 +206,12 @@ def test_install_nut_refuses_what_cannot_work(make_config, tmp_path):
     spaced.chmod(0o600)
     result = _install_nut(spaced, nut_dir, tmp_path)
     assert result.returncode == 1 and "cannot go into a sudoers rule" in result.stderr
+    theirs = write(tmp_path / "sudoers-hgs", "nut ALL=(root) NOPASSWD: /bin/true\n", 0o440)
+    result = _install_nut(config, nut_dir, tmp_path)
+    assert result.returncode == 1 and "is not hgs's" in result.stderr, result.stdout + result.stderr
+    assert theirs.read_text() == "nut ALL=(root) NOPASSWD: /bin/true\n"  # someone else's rule is left alone
+    result = run_hgs("install", "apcupsd", "--scriptdir", str(tmp_path), "--config", str(config))
+    assert result.returncode == 1 and "hgs install nut" in result.stderr, result.stderr
 
 
 def test_the_nut_command_script_maps_hgs_commands_and_passes_the_users_to_their_script(tmp_path):

@@ -22,7 +22,7 @@ COMMANDS = {
     "onbattery": ("onbattery", "The power failed: confirm the outage, then shut the VMs and hosts down cleanly."),
     "offbattery": ("offbattery", "The power is back: once stable, wake the hosts and start exactly the VMs that ran."),
     "doshutdown": ("doshutdown", "This box is about to halt: force every VM and host down now, within a bound."),
-    "selftest": ("selftest", "Check the whole chain without changing anything (for cron); exit 0 when all is well."),
+    "selftest": ("selftest", "Check the whole chain, changing nothing (it starts a pending restore); exit 0 when all is well."),
     "trust": ("trust", "Show a host's SSH key fingerprint and pin it after confirmation (--replace for a changed key)."),
     "install": ("install", "Put the hooks for apcupsd, NUT or cron in place (backing up what was there); --uninstall."),
     "demo": ("demo", "Run a whole outage and restore against a built-in simulated XenServer pool and UPS."),

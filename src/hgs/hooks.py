@@ -59,7 +59,7 @@ run() {
     err=$(hgs "$@")
     rc=$?
     if [ "$rc" -ne 0 ]; then
-        loud "$what: hgs failed (exit $rc) as user $(id -un), running 'hgs $*': $(printf '%s' "$err" | tail -n 3 | tr '\\n' ' ')see the hgs log"
+        loud "$what: hgs failed (exit $rc) as user $(id -un), running 'hgs $*': $(printf '%s' "$err" | tail -n 3 | tr '\\n' ' ' | sed 's/ *$//'); see the hgs log"
     fi
     return "$rc"
 }

@@ -110,6 +110,11 @@ def _backup(path, actions):
     return target
 
 
+def backup_copy(path):
+    """Copies ``path`` to its next numbered backup; returns the backup's path. Raises InstallError."""
+    return _backup(path, [])
+
+
 def _put(path, text, mode, actions):
     """Writes hgs's file ``text`` at ``path`` unless it is there already; backs up a foreign
     file first (a new numbered backup each time a foreign file is replaced)."""
@@ -308,9 +313,13 @@ def _visudo_check(path, text):
 def _put_sudoers(path, text, actions):
     """Checks the rule with visudo before it goes in place, as root:root 0440. The temporary
     file's name has a dot, so sudo's includedir ignores it meanwhile."""
-    if _read(path) == text:
+    current = _read(path)
+    if current == text:
         actions.append(f"unchanged {path}")
         return
+    if current is not None and hooks.MARKER not in current:
+        raise InstallError(f"{path} exists and is not hgs's: hgs does not overwrite a sudoers file it did not "
+                           "write; move it aside or give another file with --sudoers-file")
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         raise InstallError(f"{folder} is not a folder: is sudo installed? (apt install sudo)")
@@ -336,11 +345,6 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
     plan = nut_plan(nut_dir, hgs_path, config_path, ups, **options)
     actions = []
     if uninstall:
-        _take_out(plan["cmdscript"], actions)
-        current = _read(sudoers_file)
-        if current is not None and hooks.MARKER in current:
-            os.unlink(sudoers_file)
-            actions.append(f"removed {sudoers_file}")
         for name in ("upsmon.conf", "upssched.conf"):
             path = os.path.join(nut_dir, name)
             current = _read(path)
@@ -350,6 +354,17 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
             like = os.stat(earlier[-1]) if earlier else os.stat(path)  # as it was before hgs
             _write(path, _with_block(current, name, []), 0o640, like=like)
             actions.append(f"removed hgs's lines from {path}")
+        upssched = os.path.join(nut_dir, "upssched.conf")
+        if re.search(r"^\s*CMDSCRIPT\s+\"?" + re.escape(plan["cmdscript"]), _read(upssched) or "", re.M):
+            # wired by hand: upssched still runs it; without it the user's own timers would reach nothing
+            actions.append(f"kept {plan['cmdscript']}: {upssched} still names it as CMDSCRIPT (lines added by "
+                           "hand); take hgs's lines out of upssched.conf and upsmon.conf, then rerun --uninstall")
+            return actions, plan
+        _take_out(plan["cmdscript"], actions)
+        current = _read(sudoers_file)
+        if current is not None and hooks.MARKER in current:
+            os.unlink(sudoers_file)
+            actions.append(f"removed {sudoers_file}")
         return actions, plan
     _put(plan["cmdscript"], hooks.render("upssched-cmd", hgs_path, config_path, previous=plan["previous"]), 0o755,
          actions)
@@ -371,9 +386,10 @@ def nut(nut_dir, hgs_path, config_path, ups, write=False, uninstall=False, sudoe
             # a file hgs creates takes its owner, group and mode from upsmon.conf (Debian: root:nut 0640)
             _write(path, wanted, 0o640, like=_stat(path) or _stat(os.path.join(nut_dir, "upsmon.conf")))
             actions.append(f"wired {path} (owner, group and mode kept)")
-        if plan["other_notify"]:
-            actions.append(f"note: your NOTIFYCMD {plan['other_notify']} is commented out (upsmon runs one NOTIFYCMD, "
-                           "now upssched): have upssched run it, with an AT line and your CMDSCRIPT")
+    if plan["other_notify"]:
+        done = "is commented out" if write else "is to be commented out (the lines above replace it)"
+        actions.append(f"note: your NOTIFYCMD {plan['other_notify']} {done} (upsmon runs one NOTIFYCMD, now "
+                       "upssched): have upssched run it, with an AT line and your CMDSCRIPT")
     return actions, plan
 
 
@@ -389,9 +405,9 @@ def cron(cron_file, hgs_path, config_path, uninstall=False):
         CRON_MARK + f" ({hooks.MARKER})",
         "SHELL=/bin/sh",
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "# Every day: check the whole chain without changing anything; silent when all is well, so",
-        "# cron mails only a failure.",
-        f"17 6 * * * root {hgs_path} --config {config_path} selftest --mail failure",
+        "# Every day: check the whole chain (it changes nothing, but starts the restore when hgs left",
+        "# the site down and the mains are back); a failure is mailed by hgs, so its output is dropped.",
+        f"17 6 * * * root {hgs_path} --config {config_path} selftest --mail failure >/dev/null",
         "# After this box boots: if hgs left the site down and the mains are back, restore it",
         "# (with nothing shut down by hgs this does nothing, silently).",
         f"@reboot root sleep 60 && {hgs_path} --config {config_path} offbattery",

@@ -283,6 +283,10 @@ def run(ctx):
             daemon, address, hosts, mail_to = answers
             text = render(daemon, address, hosts, mail_to, folder)
             _validate(text, folder)
+            if config_exists:  # --force: the config it replaces is kept beside it
+                from hgs.install import backup_copy
+
+                ctx.out(f"hgs init: kept the config it replaces as {backup_copy(path)}")
             write_private(path, text.encode(), 0o600)
             ctx.out(f"hgs init: {'replaced' if config_exists else 'wrote'} {path} from the example shipped with hgs "
                     f"(UPS: {daemon} at {address}; hosts: {', '.join(h.name for h in hosts)})")
@@ -311,7 +315,7 @@ def _validate(text, folder):
             handle.write(text)
         config_module.load(tmp, check_owner=False)
     except ConfigError as err:
-        raise InitError(f"the answers do not make a valid config: {err}") from None
+        raise InitError(f"the answers do not make a valid config: {str(err).replace(tmp, 'the answers')}") from None
     finally:
         os.unlink(tmp)
 

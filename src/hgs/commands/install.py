@@ -56,6 +56,9 @@ def run(ctx):
     entry = None
     try:
         if args.target == "apcupsd":
+            if settings is not None and not args.uninstall and settings.ups.daemon != "apcupsd":
+                raise InstallError(f"UPS['daemon'] is '{settings.ups.daemon}' in {config}: hgs reads the UPS "
+                                   f"from {settings.ups.daemon}, so its hooks go there (hgs install nut)")
             actions = install.apcupsd(args.scriptdir, hgs, config, args.uninstall)
             entry = {"scripts": [os.path.join(os.path.abspath(args.scriptdir), e) for e in hooks.APCUPSD_EVENTS],
                      "user": "root"}
@@ -86,6 +89,9 @@ def run(ctx):
                     ctx.out(f"Commands other than hgs's go on to your CMDSCRIPT {plan['previous']}.")
     except ValueError as err:
         raise InstallError(str(err)) from None
+    except OSError as err:
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        raise InstallError(f"cannot change{where}: {err.strerror or err}; nothing after that was done") from None
     if settings is not None:
         install.record(settings.paths.state_dir, args.target, None if args.uninstall else entry)
     for action in actions:

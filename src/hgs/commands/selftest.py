@@ -192,8 +192,8 @@ def check_hooks(ctx, settings, checks):
     if daemon == "nut":
         problems += _nut_wiring(entry, hook_hgs, config)
     if problems:
-        checks.fail(name, "; ".join(problems) + f"; rerun 'hgs --config {config} install {daemon}'"
-                    + (" --write" if daemon == "nut" else ""))
+        checks.fail(name, "; ".join(problems) + f"; rerun 'hgs --config {config} install {daemon}"
+                    + (" --write'" if daemon == "nut" else "'"))
     else:
         user = entry.get("user", "root")
         checks.ok(name, f"{', '.join(entry.get('scripts', []))} in place, calling this hgs with this config"
