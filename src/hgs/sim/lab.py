@@ -1,7 +1,8 @@
 """A whole simulated site on loopback, ready for hgs: the thing tests, benchmarks and the
 demo stand up.
 
-``SimSite`` creates the site store from a scenario, gives every host a front door (the
+``SimSite`` creates the site from a scenario and starts its simulator server (one process
+holding the site in memory; every host's `xe` is a small client of it), gives every host a front door (the
 in-process SSH server, or a real OpenSSH sshd when ``front_door="openssh"``), an SSH key
 for hgs and a pinned known_hosts file, a Wake-on-LAN listener, and a power watcher that
 closes a host's door when it powers off and reopens it when it has booted. ``config_text``
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from hgs.sim import site as sitemod
 from hgs.sim.power import PowerWatcher, WolListener
-from hgs.sim.xe import write_xe_wrapper
+from hgs.sim.server import SiteClient, SiteServerProcess
+from hgs.sim.xeclient import write_xe_wrapper
 
 SSHD = "/usr/sbin/sshd"
 
@@ -223,12 +225,24 @@ def _free_port():
 class SimSite:
     """A simulated site in ``workdir`` from ``scenario`` (a dict or a TOML path)."""
 
-    def __init__(self, workdir, scenario, front_door="inprocess", wol_drop_first=0):
+    def __init__(self, workdir, scenario, front_door="inprocess", wol_drop_first=0, compiled_xe=True):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.store = sitemod.SiteStore.create(self.workdir / "site.json", scenario)
+        site_path = self.workdir / "site.json"
+        sitemod.SiteStore.create(site_path, scenario).close()
+        self.server = SiteServerProcess(site_path)
+        self.store = SiteClient(site_path)
         self.front_door = front_door
-        state = self.store.read()
+        self.compiled_xe = compiled_xe
+        self.doors = {}
+        try:
+            self._start(wol_drop_first)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _start(self, wol_drop_first):
+        state = self.store.read_hosts()
         self.hosts = {h["name"]: h for h in state["hosts"].values()}
         self.key_file = self.workdir / "id_hgs"
         public = self._client_key()
@@ -253,7 +267,7 @@ class SimSite:
             folder = self.workdir / "hosts" / name
             bin_dir = folder / "bin"
             bin_dir.mkdir(parents=True, exist_ok=True)
-            write_xe_wrapper(str(bin_dir), str(self.store.path), name)
+            write_xe_wrapper(str(bin_dir), str(self.store.path), name, compiled=self.compiled_xe)
             self.bin_dirs[name] = bin_dir
             if front_door == "netns":
                 self.doors[name] = _NamespaceDoor(folder, bin_dir, public, len(self.doors), self.store.path,
@@ -318,3 +332,4 @@ class SimSite:
             door.stop()
         if any(isinstance(d, _NamespaceDoor) for d in self.doors.values()):
             subprocess.run(["ip", "route", "del", "blackhole", _NamespaceDoor.RANGE], capture_output=True)
+        self.server.stop()

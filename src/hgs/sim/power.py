@@ -82,7 +82,7 @@ class PowerWatcher:
         self.thread.start()
 
     def _look(self):
-        state = self.store.read()
+        state = self.store.read_hosts()
         for host in state["hosts"].values():
             now = sitemod.host_phase(state, host) in ("starting", "up")
             if self.reachable.get(host["name"]) != now:
@@ -114,7 +114,9 @@ def main(argv=None):
     parser.add_argument("--drop-first", type=int, default=0)
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    listener = WolListener(sitemod.SiteStore(args.site), host, int(port), drop_first=args.drop_first)
+    from hgs.sim.server import SiteClient
+
+    listener = WolListener(SiteClient(args.site), host, int(port), drop_first=args.drop_first)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     seen = 0
