@@ -171,17 +171,19 @@ class SiteStore:
     # -- transactions --------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self):
-        """Yields the state under the site lock, brought up to now; persists and notifies after."""
+    def transaction(self, changes=True):
+        """Yields the state under the site lock, brought up to now; persists and notifies after.
+        ``changes=False``: a read (the state is written only if bringing it up to now changed it)."""
         with self._lock:
             touched = self._touched = self._advance()
             try:
                 yield self.state
             finally:
                 self._touched = None
-                self._dirty = True
-                self._notify(touched)
-                self._maybe_write()
+                if changes or touched:
+                    self._dirty = True
+                    self._notify(touched)
+                    self._maybe_write()
 
     def touch(self, vm_uuid):
         """Within a transaction: the power state of ``vm_uuid`` changed (its watchers wake)."""
@@ -279,12 +281,12 @@ class SiteStore:
 
     def read(self):
         """Returns a copy of the state as of now (advancing it, so host power is current)."""
-        with self.transaction() as state:
+        with self.transaction(changes=False) as state:
             return json.loads(json.dumps(state))
 
     def read_hosts(self):
         """Returns a copy of the state without its VMs (cheap with thousands of VMs)."""
-        with self.transaction() as state:
+        with self.transaction(changes=False) as state:
             return json.loads(json.dumps({k: v for k, v in state.items() if k != "vms"}))
 
     # -- the call log ------------------------------------------------------------------------

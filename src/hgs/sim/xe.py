@@ -213,6 +213,11 @@ def _param_get(state, call, objects, fields, kind):
 def _vm_selection(state, call):
     """Returns the uuids of the VMs a vm-op selects (uuid=, vm=, or field filters)."""
     params = {k: v for k, v in call.params.items() if k not in ("force", "multiple", "on", "params")}
+    if list(params) == ["uuid"]:  # the usual call: one VM by uuid, looked up directly
+        vm = state["vms"].get(params["uuid"])
+        if vm is None or vm["control_domain"]:
+            raise XeUsage("No matching VMs found")
+        return [vm["uuid"]]
     guests = [v for v in state["vms"].values() if not v["control_domain"]]
     if "vm" in params:
         key = params.pop("vm")
@@ -272,7 +277,7 @@ class Xe:
         """A site transaction; the first one of a call also checks the host's toolstack (an
         injected hang is played outside the lock, then a fresh transaction follows)."""
         hang_s = 0
-        with self.store.transaction() as state:
+        with self.store.transaction(changes=self.call.command in CHANGING) as state:
             if not self._checked:
                 self._check_toolstack(state)
                 self._checked = True
@@ -281,7 +286,7 @@ class Xe:
                 yield state
                 return
         self._sleep(hang_s)
-        with self.store.transaction() as state:
+        with self.store.transaction(changes=self.call.command in CHANGING) as state:
             yield state
 
     def _check_toolstack(self, state):
