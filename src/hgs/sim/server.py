@@ -32,7 +32,7 @@ import time
 from hgs.sim import site as sitemod
 from hgs.sim.xe import Xe
 
-PERSIST_INTERVAL_S = 0.5
+PERSIST_INTERVAL_S = 1.0  # the state file lags the site by at most this (a crash loses no more)
 STORE_METHODS = {"read", "read_hosts", "wake", "power_off", "set_vm", "set_fault", "set_pool", "flush"}
 
 
