@@ -93,7 +93,7 @@ class Run:
     def hgs(self, command):
         """Runs `hgs -v COMMAND --foreground`, stamping each log line as it comes; returns a dict:
         start and end times, hgs's CPU seconds and peak RSS (MiB), the simulator's CPU seconds."""
-        sim_before = self.site.server.cpu_seconds()
+        sim_before, dom0_before = self.site.server.cpu_seconds(), self.dom0_cpu()
         start = time.time()
         proc = subprocess.Popen([HGS, "--config", str(self.config), "-v", command, "--foreground"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -111,8 +111,17 @@ class Run:
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise SystemExit(f"hgs {command} failed ({code}):\n{''.join(out)[-2000:]}")
+        time.sleep(0.2)  # the sshd sessions end and are reaped
         return {"start": start, "end": end, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
-                "sim_cpu": self.site.server.cpu_seconds() - sim_before}
+                "sim_cpu": self.site.server.cpu_seconds() - sim_before, "dom0_cpu": self.dom0_cpu() - dom0_before}
+
+    def dom0_cpu(self):
+        """Returns the CPU seconds used so far by the hosts' sshd and what their sessions ran (the
+        shells of hgs's scripts and the xe clients), or nan without real sshds."""
+        doors = self.site.doors.values()
+        if not all(hasattr(d, "cpu_seconds") for d in doors):
+            return float("nan")
+        return sum(d.cpu_seconds for d in doors)
 
     def _stamp(self, stream):
         for line in stream:
@@ -209,7 +218,7 @@ def outage_figures(run, result):
               "sends": sends, "down_lag": down_lag}
     phases["other"] = over - sum(v for v in phases.values() if v == v)
     return {"makespan": makespan, "bound": bound, "ratio": makespan / bound, "over": over, "phases": phases,
-            "cpu": result["cpu"], "rss": result["rss"], "sim_cpu": result["sim_cpu"],
+            "cpu": result["cpu"], "rss": result["rss"], "sim_cpu": result["sim_cpu"], "dom0_cpu": result["dom0_cpu"],
             "spread": max(c["t"] for c in shutdowns) - first, "xe_calls": len(run.site.store.calls()),
             "connections": max(run.connections().values())}
 
@@ -371,13 +380,13 @@ PHASE_HEAD = ("confirm to 1st shutdown | VM calls late | gaps between groups | l
 def outage_table(title, rows, targets):
     lines = [f"## {title}", "",
              f"| VMs | makespan (s) | bound (s) | ratio (runs) | target | over (s) | {PHASE_HEAD} | hgs CPU (s) | "
-             f"hgs peak RSS (MiB) | simulator CPU (s) |",
-             "|" + "---|" * 16]
+             f"hgs peak RSS (MiB) | simulator CPU (s) | hosts' sshd + shells CPU (s) |",
+             "|" + "---|" * 17]
     for label, row in rows:
         ratios = ", ".join(f"{r:.3f}" for r in row["ratios"])
         lines.append(f"| {label} | {row['makespan']:.2f} | {row['bound']:.2f} | **{row['ratio']:.3f}** ({ratios}) | "
                      f"{targets.get(label, '')} | {row['over']:.2f} | {phase_cells(row)} | {row['cpu_median']:.2f} | "
-                     f"{row['rss_median']:.0f} | {row['sim_cpu']:.2f} |")
+                     f"{row['rss_median']:.0f} | {row['sim_cpu']:.2f} | {row['dom0_cpu']:.1f} |")
     return lines
 
 
@@ -494,7 +503,8 @@ def main():
                 figures["shutdown"].append((count, row))
                 print(f"shutdown {count:4d} VMs: ratio {row['ratio']:.3f} {row['ratios']}, over {row['over']:.2f} s "
                       f"{ {k: round(v, 2) for k, v in row['phases'].items()} }, hgs CPU {row['cpu_median']:.2f} s, "
-                      f"RSS {row['rss_median']:.0f} MiB, simulator CPU {row['sim_cpu']:.2f} s", flush=True)
+                      f"RSS {row['rss_median']:.0f} MiB, simulator CPU {row['sim_cpu']:.2f} s, sshd+shells CPU "
+                      f"{row['dom0_cpu']:.1f} s", flush=True)
         for key, per_host in (("pool", 100), ("pool500", 500)):
             if key in only:
                 row = median_run(lambda: bench_outage(pool(args.scale, 10, per_host), front_door, folder(key)),
@@ -502,7 +512,8 @@ def main():
                 figures[key] = row
                 print(f"pool 10 x {per_host}: ratio {row['ratio']:.3f} {row['ratios']}, over {row['over']:.2f} s "
                       f"{ {k: round(v, 2) for k, v in row['phases'].items()} }, hgs CPU {row['cpu_median']:.2f} s, "
-                      f"RSS {row['rss_median']:.0f} MiB, simulator CPU {row['sim_cpu']:.2f} s", flush=True)
+                      f"RSS {row['rss_median']:.0f} MiB, simulator CPU {row['sim_cpu']:.2f} s, sshd+shells CPU "
+                      f"{row['dom0_cpu']:.1f} s", flush=True)
         if "confirm" in only:
             figures["confirm"] = median_run(lambda: bench_confirm(front_door, folder("confirm")), args.runs)
             print(f"confirmation end to first vm-shutdown: {figures['confirm']['first_shutdown']:.3f} s "

@@ -84,6 +84,7 @@ class _OpenSshDoor:
         self.known_hosts_line = f"{name} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
         self.proc = None
         self.starts = 0
+        self.spent_cpu_s = 0.0  # CPU of sshd runs that ended (their sessions and the commands run)
         os.makedirs("/run/sshd", exist_ok=True)
         self.up()
 
@@ -98,8 +99,15 @@ class _OpenSshDoor:
         self.starts += 1
         _wait_port(self.port, 5, self.address)
 
+    @property
+    def cpu_seconds(self):
+        """CPU seconds used by this host's sshd, its sessions and every command they ran, so far."""
+        running = self.proc is not None and self.proc.poll() is None
+        return self.spent_cpu_s + (tree_cpu_seconds(self.proc.pid) if running else 0.0)
+
     def down(self):
         if self.proc is not None and self.proc.poll() is None:
+            self.spent_cpu_s += tree_cpu_seconds(self.proc.pid)
             # The whole process group: the listener and every session it forked (a power cut).
             try:
                 os.killpg(self.proc.pid, 15)
@@ -119,6 +127,31 @@ class _OpenSshDoor:
 
     def stop(self):
         self.down()
+
+
+def tree_cpu_seconds(pid):
+    """Returns the CPU seconds of ``pid`` and its live descendants, with the children each has
+    reaped (from /proc; 0 for a process that is gone)."""
+    parents, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(f) for f in fields[11:15])
+    children = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(children.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ip(*args):
