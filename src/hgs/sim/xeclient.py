@@ -160,9 +160,15 @@ def main(argv):
     except (OSError, ValueError):
         sys.stderr.write("xe: the simulator went away\n")
         return 1
-    os.write(1, rest[:out_length]) if out_length else None
-    os.write(2, rest[out_length:]) if err_length else None
+    _write_all(1, rest[:out_length])
+    _write_all(2, rest[out_length:out_length + err_length])
     return status
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # -- building and installing the client (run in the harness, not by the client) -----------------
