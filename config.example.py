@@ -80,6 +80,8 @@ TIMINGS = {
     "verify_timeout_s": 300,        # every VM of the snapshot must be running within this
     "charge_wait_s": 3600,          # how long to wait for UPS["restore_min_charge_pct"] before restoring
     "unreachable_retry_s": 120,     # a host that does not answer when the outage starts is retried this long
+    "members_wake": "after_master_ping",  # restore: wake pool members once the master answers ping
+                                    # ("together": with the master; "after_master_xapi": once its xapi answers)
 }
 
 # --- Mail through the local sendmail (Postfix) ---------------------------------------

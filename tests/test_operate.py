@@ -22,7 +22,7 @@ def healthy(site_lab):
 
 
 def test_selftest_passes_on_a_healthy_site_and_changes_nothing(healthy):
-    result = healthy.hgs("selftest", "--mail", "never")
+    result = healthy.hgs("selftest", "-v", "--mail", "never")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "selftest: all well" in result.stdout
     assert "ok    host xen1: SSH with the pinned key, xe answers; pool master, enabled, HA on" in result.stdout
@@ -92,7 +92,7 @@ def test_selftest_starts_the_restore_of_a_site_left_down_with_mains_present(heal
     healthy.ups.set_state("onbatt")
     assert healthy.hgs("onbattery", "--foreground").returncode == 0
     healthy.ups.set_state("online")
-    result = healthy.hgs("selftest", "--mail", "never")
+    result = healthy.hgs("selftest", "-v", "--mail", "never")
     assert "the site was left down by hgs (site_down) and the mains are present: restore started" in result.stdout
     from lab import wait_for
 

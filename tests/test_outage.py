@@ -219,7 +219,7 @@ def test_onbattery_without_foreground_returns_at_once_and_the_flow_runs_detached
                 "vms": [{"name": "one", "shutdown_s": 10}]}
     lab = site_lab(scenario, extra="MAIL = {'when': 'never'}\n")
     start = time.monotonic()
-    result = lab.hgs("onbattery")
+    result = lab.hgs("onbattery", "-v")
     assert result.returncode == 0 and time.monotonic() - start < 2
     assert "started in the background" in result.stdout
     deadline = time.monotonic() + 30

@@ -83,3 +83,30 @@ def test_hgs_status_names_an_unknown_nut_ups(real_nut, make_config):
     config = make_config(ups=f"'daemon': 'nut', 'address': 'dummy@127.0.0.1:{real_nut.port}'", name="ok.py")
     result = run_hgs("status", "--ups-only", "--json", "--config", str(config))
     assert result.returncode == 0 and json.loads(result.stdout)["ups"]["state"] == "on_line"
+
+
+def test_doshutdown_only_if_critical_reads_the_real_nut_ups_first(real_nut, make_config):
+    """NUT's LOWBATT comes with the LB flag whatever the line state: on line it changes nothing;
+    on battery with LB, or FSD, the site is forced down."""
+    config = make_config(ups=f"'daemon': 'nut', 'address': 'dummy@127.0.0.1:{real_nut.port}'",
+                         extra="TIMINGS = {'doshutdown_bound_s': 3}\nMAIL = {'when': 'never'}\n")
+    log = config.parent / "log" / "hgs.log"
+    real_nut.set_status("OL LB CHRG", 20, 300)
+    wait_for(lambda: _nut_state(real_nut).raw == "OL LB CHRG", 10, "upsd: on line, low battery")
+    ignored = run_hgs("doshutdown", "--only-if-critical", "--config", str(config))
+    assert ignored.returncode == 0
+    text = log.read_text()
+    assert "reads on line (OL LB CHRG): not critical; the event is logged and ignored" in text
+    assert "forcing every VM and host down" not in text
+    for status in ("OB LB DISCHRG", "FSD OL"):
+        real_nut.set_status(status, 5, 60)
+        wait_for(lambda: _nut_state(real_nut).raw == status, 10, f"upsd: {status}")
+        before = log.read_text().count("forcing every VM and host down")
+        run_hgs("doshutdown", "--only-if-critical", "--config", str(config))
+        assert log.read_text().count("forcing every VM and host down") == before + 1, status
+    real_nut.stop_driver()  # upsd answers, without data: not a reading of "on battery"
+    wait_for(lambda: _nut_state(real_nut).state is UpsState.COMM_LOST, 15, "upsd: driver lost")
+    before = log.read_text().count("forcing every VM and host down")
+    assert run_hgs("doshutdown", "--only-if-critical", "--config", str(config)).returncode == 0
+    assert "reads comm lost" in log.read_text().splitlines()[-1]
+    assert log.read_text().count("forcing every VM and host down") == before

@@ -52,6 +52,23 @@ def test_restore_after_an_outage_wakes_master_first_starts_exactly_the_snapshot_
         assert line in mail, line
 
 
+def test_ha_comes_back_on_when_the_heartbeat_sr_was_not_learned(site_lab):
+    import json
+
+    lab = site_lab(POOL, extra="MAIL = {'when': 'never'}\n")
+    since = outage_then_power_back(lab)
+    path = lab.site.workdir / "state" / "state.json"
+    state = json.loads(path.read_text())
+    for pool in state["snapshot"]["pools"].values():
+        pool["ha_srs"] = []  # the statefile read failed during the outage
+    path.write_text(json.dumps(state))
+    result = lab.hgs("offbattery", "--foreground")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [argv for t, _, _, argv in lab.calls("pool-ha-enable") if t > since] == [["pool-ha-enable"]]
+    assert lab.site.store.read()["pool"]["ha_enabled"] is True
+    assert "pool HA turned back on (statefile SR picked by xapi)" in result.stdout
+
+
 def test_a_lost_first_wake_on_lan_packet_is_resent_and_the_host_comes_back(site_lab):
     scenario = {"time_scale": 60, "hosts": [{"name": "xen1", "mac": "02:00:00:00:03:01", "shutdown_s": 10,
                                              "boot_s": 30, "xapi_start_s": 30}],
@@ -152,3 +169,37 @@ def test_offbattery_with_nothing_shut_down_does_nothing(site_lab):
     assert result.returncode == 0
     assert "nothing was shut down by hgs" in result.stdout
     assert lab.calls() == [] and lab.site.wol.received == []
+
+
+def test_doshutdown_mid_restore_stops_it_and_forces_the_woken_site_down_within_its_bound(site_lab):
+    import subprocess
+
+    from lab import HGS
+
+    lab = site_lab(POOL, timings={"doshutdown_bound_s": 20}, extra="MAIL = {'when': 'never'}\n")
+    since = outage_then_power_back(lab)
+    restore = subprocess.Popen([HGS, "--config", str(lab.config), "offbattery", "--foreground"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [c for c in lab.calls("vm-start") if c[0] > since]:
+            time.sleep(0.02)
+        assert [c for c in lab.calls("vm-start") if c[0] > since], "the restore should be starting VMs"
+        start = time.monotonic()
+        result = lab.hgs("doshutdown")  # during db's start-delay: the restore is waiting
+        took = time.monotonic() - start
+        out, _ = restore.communicate(timeout=30)
+    finally:
+        if restore.poll() is None:
+            restore.kill()
+            restore.wait()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert took < 20
+    assert "stopped: power failed again" in out and "hgs doshutdown" in out
+    assert lab.site.vm_states()["web1"] == "halted"  # order group 2 never started
+    assert set(lab.site.vm_states().values()) == {"halted"}  # db, started before, forced down again
+    assert {h["name"]: h["power"] for h in lab.site.store.read()["hosts"].values()} == {"master": "off",
+                                                                                         "member": "off"}
+    state = lab.state_file()
+    assert state["phase"] == "site_down"
+    assert sorted(v["name"] for v in state["snapshot"]["vms"].values()) == ["db", "web1", "web2"]

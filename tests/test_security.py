@@ -64,7 +64,7 @@ def test_every_changing_xe_command_is_known_to_the_dry_run_seam():
     changing = {"ha_disable", "ha_enable", "host_disable", "host_enable", "host_shutdown", "reset_powerstate",
                 "launch"}
     public = {n for n in vars(Hypervisor) if not n.startswith("_")}
-    reads = {"name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs"}
+    reads = {"name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs", "vm_networks"}
     assert public - reads == changing
     assert changing <= set(vars(DryRunHypervisor))
     assert Path(REPO / "src" / "hgs" / "flows").exists()

@@ -65,6 +65,16 @@ def text(value):
     return value
 
 
+def secret_problem(value):
+    """Given a secret's invalid value, returns what is wrong with it without showing any of it."""
+    if isinstance(value, str):
+        kind = ("an empty string" if not value.strip() else
+                "text with a line break or a NUL byte" if any(c in value for c in "\r\n\x00") else "text")
+    else:
+        kind = f"a value of type {type(value).__name__}"
+    return f"expected a single line of text (or None), got {kind}; the value is not shown: it is a secret"
+
+
 def optional(check):
     """Returns a check that lets None through and applies ``check`` to anything else."""
 

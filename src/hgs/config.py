@@ -13,7 +13,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgs import checks
+from hgs import checks, permissions
 from hgs.checks import Invalid
 from hgs.errors import ConfigError
 
@@ -85,6 +85,7 @@ class Timings:
     verify_timeout_s: float
     charge_wait_s: float
     unreachable_retry_s: float
+    members_wake: str = "after_master_ping"
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ TIMING_FIELDS = {
     "verify_timeout_s": Field(_seconds, 300.0),
     "charge_wait_s": Field(_seconds, 3600.0),
     "unreachable_retry_s": Field(checks.number(0.0, allow_equal=True), 120.0),
+    "members_wake": Field(checks.choice("after_master_ping", "together", "after_master_xapi"), "after_master_ping"),
 }
 
 MAIL_FIELDS = {
@@ -240,26 +242,33 @@ def load(path=DEFAULT_CONFIG_PATH, check_owner=None):
 def _run_module(path, check_owner):
     if check_owner is None:
         check_owner = os.geteuid() == 0
+    # opened once: the checks are made on the open file and the source is read from it, so the
+    # file checked is the file run (a check by path then a read by path could be swapped between)
     try:
-        info = path.stat()
-        source = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError:
         hint = " (copy config.example.py there and edit it)" if str(path) == DEFAULT_CONFIG_PATH else ""
         raise ConfigError(path, [f"the file does not exist{hint}"]) from None
     except OSError as err:
         raise ConfigError(path, [f"the file cannot be read: {err.strerror}"]) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(path, ["not a regular file"])
-    if check_owner:
-        problems = []
-        if info.st_uid != 0:
-            problems.append(f"the file must be owned by root (it is owned by uid {info.st_uid}): chown root {path}")
-        if info.st_mode & 0o022:
-            problems.append(
-                f"the file must not be writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): chmod go-w {path}"
-            )
-        if problems:
-            raise ConfigError(path, problems)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(path, ["not a regular file"])
+        if check_owner:
+            problems = []
+            if info.st_uid != 0:
+                problems.append(f"the file must be owned by root (it is owned by uid {info.st_uid}): chown root {path}")
+            if info.st_mode & 0o022:
+                problems.append(f"the file must not be writable by group or others (mode "
+                                f"{stat.S_IMODE(info.st_mode):04o}): chmod go-w {path}")
+            problems += permissions.folder_problems(os.path.realpath(path), {0})
+            if problems:
+                raise ConfigError(path, problems)
+        try:
+            source = handle.read()
+        except OSError as err:
+            raise ConfigError(path, [f"the file cannot be read: {err.strerror}"]) from None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as err:
@@ -272,8 +281,30 @@ def _run_module(path, check_owner):
     except Exception as err:  # any mistake in the user's module is a config problem
         line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__)) if f.filename == str(path)), None)
         where = f"line {line}: " if line else ""
-        raise ConfigError(path, [f"{where}running the file raised {type(err).__name__}: {err}"]) from None
+        text = _without_secrets(str(err), namespace)
+        raise ConfigError(path, [f"{where}running the file raised {type(err).__name__}: {text}"]) from None
     return namespace
+
+
+def _without_secrets(text, namespace):
+    """Returns ``text`` with every secret value the module had set by then replaced by '********'
+    (e.g. int(UPS['password']) raises a ValueError that quotes the password)."""
+    values = []
+    for section, (fields, _) in SECTIONS.items():
+        raw = namespace.get(section)
+        entries = raw if isinstance(raw, (list, tuple)) else [raw]
+        for entry in entries:
+            if isinstance(entry, dict):
+                values += [entry.get(k) for k, f in fields.items() if f.secret and k in entry]
+    for value in values:
+        try:
+            forms = {str(value), repr(value)} if value is not None else set()
+        except Exception:  # an object whose str() fails cannot have been quoted either
+            continue
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                text = text.replace(form, "********")
+    return text
 
 
 def _settings_from(namespace, path):
@@ -327,8 +358,8 @@ def _section(raw, where, fields, problems, base):
             continue
         try:
             value = field.check(value)
-        except Invalid as err:
-            problems.at(f"{where}.{key}", str(err))
+        except Invalid as err:  # a secret's message never quotes the value, whatever its check says
+            problems.at(f"{where}.{key}", checks.secret_problem(value) if field.secret else str(err))
             continue
         if field.path and isinstance(value, str):
             value = str(base / value) if not os.path.isabs(value) else value

@@ -135,19 +135,58 @@ class Hypervisor:
                 for r in xe.parse_records(self._run(xe.host_list()))]
 
     def vms(self, running_only=True):
-        """Returns the guests (VmInfo); records are cross-checked against a --minimal uuid list."""
-        known = set(xe.parse_minimal(self._run(xe.vm_uuids())))
-        text = self._run(xe.vm_list_running() if running_only else xe.vm_list_all())
+        """Returns the guests (VmInfo), running ones only by default.
+
+        Every record is checked against a --minimal uuid list of the same selection. A listing
+        in which a VM name forges records (see ``xe.forged``) is logged as an error, and the VMs
+        concerned are read again field by field (vm-param-get: one value, no other VM's text).
+        """
+        known = set(xe.parse_minimal(self._run(xe.vm_uuids(running_only))))
+        records = xe.parse_records(self._run(xe.vm_list_running() if running_only else xe.vm_list_all()))
+        reread, rename = xe.forged(records, known)
+        strays = sum(1 for r in records if r.get("uuid", "") not in known)
+        if reread:
+            self.log.error("%s: FORGED xe records: a VM name contains records claiming other VMs (%d uuid(s) listed "
+                           "twice, %d record(s) outside the listing); reading %s again field by field", self.host.name,
+                           len(reread), strays, ", ".join(sorted(reread | rename)))
+        elif rename:  # a VM started since the --minimal list, or a name forging a VM outside the selection
+            self.log.warning("%s: %d xe record(s) for VMs outside the listing, after the record of %s: that name is "
+                             "read again by itself", self.host.name, strays, ", ".join(sorted(rename)))
         found = {}
-        for record in xe.parse_records(text):
+        for record in records:
             vm_uuid = record.get("uuid", "")
             if vm_uuid not in known or vm_uuid in found or not xe.UUID.match(vm_uuid):
-                continue  # a record forged by text inside a VM name, or a duplicate
+                continue  # outside the selection (forged, or changed since the --minimal list)
+            try:
+                if vm_uuid in reread:
+                    record = {key: self._param(vm_uuid, key) for key in xe.VM_PARAMS.split(",") if key != "uuid"}
+                    if running_only and record["power-state"] != "running":
+                        continue
+                elif vm_uuid in rename:
+                    record = dict(record, **{"name-label": self._param(vm_uuid, "name-label")})
+            except XeCallError as err:  # e.g. the VM was deleted since the listing
+                self.log.warning("%s: VM %s could not be read again (%s): left out", self.host.name, vm_uuid,
+                                 err.error.summary)
+                continue
             resident = record.get("resident-on", "")
             found[vm_uuid] = VmInfo(vm_uuid, record.get("name-label", ""), record.get("power-state", ""),
                                     resident if xe.UUID.match(resident) else None, _int(record.get("order")),
                                     _int(record.get("start-delay")), record.get("PV-drivers-detected") == "true")
         return list(found.values())
+
+    def _param(self, vm_uuid, key):
+        return xe.param_value(self._run(xe.vm_param_get(vm_uuid, key)))
+
+    def vm_networks(self):
+        """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
+        from hgs.addresses import parse_networks
+
+        out = {}
+        for record in xe.parse_records(self._run(xe.vm_networks())):
+            found = parse_networks(record.get("networks", ""))
+            if xe.UUID.match(record.get("uuid", "")) and found:
+                out.setdefault(record["uuid"], found)
+        return out
 
     def power_states(self):
         """Returns {vm uuid: power state} for every guest: ONE xe call, whatever the VM count."""
@@ -192,7 +231,8 @@ class Hypervisor:
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
         # the script goes on stdin: a thousand calls do not fit in one SSH exec request
-        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands))
+        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands),
+                                       timeout_s=self.xe_timeout_s)
         return Batch(stream, [u for u, _ in commands])
 
 
@@ -254,6 +294,17 @@ class DryRunHypervisor:
         except RemoteError as err:
             self._absent(err)
             return []
+
+    def vm_networks(self):
+        """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
+        from hgs.addresses import parse_networks
+
+        out = {}
+        for record in xe.parse_records(self._run(xe.vm_networks())):
+            found = parse_networks(record.get("networks", ""))
+            if xe.UUID.match(record.get("uuid", "")) and found:
+                out.setdefault(record["uuid"], found)
+        return out
 
     def power_states(self):
         try:

@@ -2,6 +2,8 @@
 
 Every run gets an id that appears on every line, so the lines of one run can be picked out
 of the shared log file and syslog. The run's own lines are also kept in memory for the mail.
+A message is always one line: control characters in it (a VM name's newline, a terminal
+escape) are escaped.
 """
 
 import logging
@@ -10,6 +12,8 @@ import os
 import secrets
 import sys
 import time
+
+from hgs.text import shown
 
 LOGGER_NAME = "hgs"
 FORMAT = "%(asctime)s %(run_id)s %(levelname)-7s %(message)s"
@@ -28,6 +32,13 @@ class _RunIdFilter(logging.Filter):
 
     def filter(self, record):
         record.run_id = self.run_id
+        # one record is one line: a VM name with a newline or an escape sequence in it must not
+        # write a fake line (tracebacks go in exc_info, which the formatter adds after this)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: logging reports it when the handler formats the record
+            return True
+        record.msg, record.args = shown(message), ()
         return True
 
 

@@ -12,6 +12,7 @@ import subprocess
 from email.message import EmailMessage
 
 from hgs.errors import MailError
+from hgs.text import shown
 
 
 def should_send(mail_settings, failed):
@@ -22,7 +23,7 @@ def should_send(mail_settings, failed):
 def build_message(mail_settings, subject, body):
     """Given MailSettings, a subject and a plain-text body, returns an EmailMessage."""
     message = EmailMessage()
-    message["Subject"] = f"{mail_settings.subject_tag} {subject}".strip()
+    message["Subject"] = shown(f"{mail_settings.subject_tag} {subject}".strip())  # one header line, whatever it says
     message["From"] = mail_settings.from_addr
     message["To"] = ", ".join(mail_settings.to)
     message["Date"] = email.utils.formatdate(localtime=True)

@@ -1,12 +1,16 @@
 """Is a host up? Ping (iputils, exit status only) and an SSH banner, each with a deadline.
 
 A host counts as down when every check its config names ("ping+ssh", "ping", "ssh")
-finds it silent. An SSH port that accepts but never sends a banner is not "up".
+finds it silent. An SSH port that accepts but never sends a banner is not "up". A host name
+that does not resolve says nothing about the host: it is neither up nor down, and with an
+AddressBook the host's last known address is probed instead (hgs.addresses).
 """
 
 import shutil
 import socket
 import subprocess
+
+from hgs.addresses import LookupFailed, is_literal, system_resolve
 
 
 def ping(address, timeout_s=1.0):
@@ -31,21 +35,34 @@ def ssh_banner(address, port, timeout_s=2.0):
 
 
 class Prober:
-    """Answers ``is_up(host)`` by the checks the host's ``down_check`` names."""
+    """Answers ``is_up(host)`` / ``is_down(host)`` by the checks the host's ``down_check`` names;
+    ``addresses`` (an AddressBook) gives the address to probe, falling back to the kept one."""
 
-    def __init__(self, timeout_s=1.0):
+    def __init__(self, timeout_s=1.0, addresses=None):
         self.timeout_s = timeout_s
+        self.addresses = addresses
 
-    def is_up(self, host):
+    def answers(self, host):
+        """Returns True (answers), False (silent) or None (its name does not resolve: unknown)."""
+        try:
+            if self.addresses is not None:
+                address = self.addresses.address(host.address)
+            else:
+                address = host.address if is_literal(host.address) else system_resolve(host.address)[0]
+        except LookupFailed:
+            return None
         checks = host.down_check.split("+")
-        if "ping" in checks and ping(host.address, self.timeout_s):
+        if "ping" in checks and ping(address, self.timeout_s):
             return True
-        if "ssh" in checks and ssh_banner(host.address, host.ssh_port, self.timeout_s):
+        if "ssh" in checks and ssh_banner(address, host.ssh_port, self.timeout_s):
             return True
         return False
 
+    def is_up(self, host):
+        return self.answers(host) is True
+
     def is_down(self, host):
-        return not self.is_up(host)
+        return self.answers(host) is False
 
 
 class DryRunProber:

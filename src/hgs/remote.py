@@ -1,18 +1,29 @@
 """SSH to a host: one connection, many channels, hgs's own deadline on every command.
 
 Host keys are pinned (hgs's known_hosts file, RejectPolicy): an unknown or changed key is a
-clear, fatal error for that host. Authentication is by key only. ``run`` enforces a real
-deadline (paramiko's timeout is per read) and drains stdout and stderr while waiting, so a
-chatty command cannot deadlock. ``start`` returns a ``Stream`` whose output lines are read as
-they come, for a batch of parallel xe calls in one channel.
+clear, fatal error for that host. Authentication is by key only.
+
+Every remote step has its own deadline: the TCP connect and the SSH handshake
+(``connect_timeout_s``), opening a channel, the exec request and writing stdin, and reading
+the result (the call's ``timeout_s``; paramiko's own timeout is per read, and its exec request
+waits with none). A blocking paramiko call runs under a watchdog that closes its channel (or
+socket) when the deadline passes or ``interrupt()`` says the flow must stop, so nothing waits
+past its bound: a dom0 that keeps TCP alive and never answers ends in RemoteTimeout. Output
+is capped per call (``MAX_OUTPUT_BYTES``): past it, OutputTooLarge. ``run`` drains stdout and
+stderr while waiting, so a chatty command cannot deadlock. ``start`` returns a ``Stream``
+whose output lines are read as they come, for a batch of parallel xe calls in one channel.
 """
 
+import errno
 import logging
+import os
+import select
 import shlex
 import socket
 import threading
 import time
 
+from hgs import permissions
 from hgs.errors import HgsError
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
@@ -28,12 +39,73 @@ class HostKeyError(RemoteError):
     """The host's key is not pinned, or it changed: a fatal error for that host."""
 
 
+class UnsafeTrustFile(HostKeyError):
+    """The SSH key or hgs's known_hosts (or a folder above them) is open to other users: refused,
+    not retried, with the command that fixes it."""
+
+
 class RemoteTimeout(RemoteError):
     """A command did not finish within its deadline (the channel is closed)."""
 
 
 class ConnectionLost(RemoteError):
     """The connection dropped while a command ran (e.g. the host powered off)."""
+
+
+class RemoteInterrupted(RemoteError):
+    """A remote step was cut short because the flow was told to stop (``interrupt()``)."""
+
+
+class OutputTooLarge(RemoteError):
+    """A command sent more output than hgs accepts from one call (the channel is closed)."""
+
+
+MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
+INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
+
+
+class _Watchdog:
+    """Runs ``cut()`` once when ``deadline`` (monotonic) passes or ``interrupt()`` returns a
+    reason, so a blocking paramiko call under it returns; ``fired`` says which, or None."""
+
+    def __init__(self, deadline, interrupt, cut):
+        self.deadline, self.interrupt, self.cut = deadline, interrupt, cut
+        self.fired = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        return False
+
+    def _watch(self):
+        while not self._done.wait(INTERRUPT_POLL_S):
+            if time.monotonic() >= self.deadline:
+                self.fired = "timeout"
+            elif _interrupted(self.interrupt):
+                self.fired = "interrupted"
+            else:
+                continue
+            try:
+                self.cut()
+            except Exception:  # closing a half-dead channel or socket may raise anything: it is closed
+                pass
+            return
+
+
+def _interrupted(interrupt):
+    """Returns interrupt()'s reason (truthy) or None; a failing check never stops a call."""
+    if interrupt is None:
+        return None
+    try:
+        return interrupt() or None
+    except Exception:
+        return None
 
 
 def command_line(argv):
@@ -56,21 +128,37 @@ class Result:
 class Stream:
     """A running remote command whose stdout is read line by line as it arrives."""
 
-    def __init__(self, channel):
+    def __init__(self, channel, max_bytes=MAX_OUTPUT_BYTES):
         self.channel = channel
         self._buffer = b""
         self.stderr = b""
+        self.received = 0
+        self.max_bytes = max_bytes
+        self.error = None  # why the stream was cut (too much output), or None
 
     def lines(self):
-        """Returns the complete stdout lines that arrived since the last call (never blocks)."""
+        """Returns the complete stdout lines that arrived since the last call (never blocks).
+        Past ``max_bytes`` of output the channel is closed and ``error`` says so (``lost``)."""
+        if self.error:
+            return []
         while self.channel.recv_ready():
-            self._buffer += self.channel.recv(65536)
+            self._buffer += self._take(self.channel.recv(65536))
         while self.channel.recv_stderr_ready():
-            self.stderr += self.channel.recv_stderr(65536)
+            self.stderr += self._take(self.channel.recv_stderr(65536))
+        if self.error:
+            self.close()
+            return []
         if b"\n" not in self._buffer:
             return []
         *complete, self._buffer = self._buffer.split(b"\n")
         return [line.decode("utf-8", "replace") for line in complete]
+
+    def _take(self, data):
+        self.received += len(data)
+        if self.received > self.max_bytes:
+            self.error = f"more than {self.max_bytes // (1024 * 1024)} MiB of output: cut"
+            return b""
+        return data
 
     @property
     def finished(self):
@@ -78,6 +166,8 @@ class Stream:
 
     @property
     def lost(self):
+        if self.error:
+            return True
         transport = self.channel.get_transport()
         return self.channel.closed and not self.channel.exit_status_ready() or not (transport and transport.is_active())
 
@@ -89,12 +179,19 @@ class Stream:
 
 
 class Connection:
-    """One SSH connection to a host (HostSettings); reconnects when the transport died."""
+    """One SSH connection to a host (HostSettings); reconnects when the transport died.
 
-    def __init__(self, host, connect_timeout_s=10.0, log=None):
+    ``interrupt`` (settable) is a callable returning a reason (truthy) once the flow must stop
+    waiting, e.g. escalation or the power failing during a restore: every blocked step then
+    ends at once with RemoteInterrupted.
+    """
+
+    def __init__(self, host, connect_timeout_s=10.0, log=None, interrupt=None, addresses=None):
         self.host = host
+        self.addresses = addresses  # an AddressBook: the kept address when the name does not resolve
         self.connect_timeout_s = connect_timeout_s
         self.log = log
+        self.interrupt = interrupt
         self.client = None
         self.connects = 0
         self._lock = threading.Lock()
@@ -104,7 +201,59 @@ class Connection:
         return f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
 
     def connect(self):
-        """Returns the live paramiko transport, connecting (again) if needed. Raises RemoteError."""
+        """Returns the live paramiko transport, connecting (again) if needed, within
+        ``connect_timeout_s`` (TCP, handshake and authentication together). Raises RemoteError
+        (RemoteInterrupted when ``interrupt()`` cut it)."""
+        watches = []  # the handshake's watchdog, once started
+        deadline = time.monotonic() + self.connect_timeout_s
+        try:
+            return self._connect(deadline, watches)
+        except RemoteError as err:
+            fired = watches[0].fired if watches else None
+            if fired == "interrupted":
+                raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}") from None
+            # paramiko's own banner/auth timeouts end at about the same time, with vaguer words
+            if fired == "timeout" or (not isinstance(err, (HostKeyError, RemoteInterrupted))
+                                      and time.monotonic() >= deadline - 0.25):
+                raise RemoteError(f"{self.where}: no SSH answer within {self.connect_timeout_s:g} s") from None
+            raise
+        finally:
+            for watch in watches:
+                watch.__exit__(None, None, None)
+
+    def _reason(self):
+        return _interrupted(self.interrupt) or "told to stop"
+
+    def _tcp_connect(self, deadline):
+        """Returns a socket connected to the host's SSH port, waiting until ``deadline`` at most and
+        no longer than ``interrupt()`` allows; raises socket.timeout, OSError, RemoteInterrupted."""
+        last = OSError(f"no address for {self.host.address}")
+        for family, kind, proto, _, address in socket.getaddrinfo(self._address(), self.host.ssh_port,
+                                                                   type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                code = sock.connect_ex(address)
+                while code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout()
+                    if _interrupted(self.interrupt):
+                        raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}")
+                    _, writable, _ = select.select([], [sock], [], min(INTERRUPT_POLL_S * 2, remaining))
+                    if writable:
+                        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code in (0, errno.EISCONN):
+                    sock.setblocking(True)
+                    return sock
+                last = OSError(code, os.strerror(code))
+            except BaseException:
+                sock.close()
+                raise
+            sock.close()
+        raise last
+
+    def _connect(self, deadline, watches):
         import paramiko
 
         with self._lock:
@@ -115,99 +264,209 @@ class Connection:
                 self.client.close()
                 self.client = None
             client = paramiko.SSHClient()
+            files = []  # the key and known_hosts, open and checked: paramiko reads these very files
             try:
-                client.load_host_keys(self.host.known_hosts_file)
-            except FileNotFoundError:
-                pass  # no pinned keys yet: the connect below refuses with a clear message
-            except (OSError, paramiko.SSHException) as err:
-                raise RemoteError(f"{self.where}: cannot read {self.host.known_hosts_file}: {err}") from None
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            try:
-                client.connect(
-                    self.host.address, port=self.host.ssh_port, username=self.host.ssh_user,
-                    key_filename=self.host.ssh_key_file, passphrase=self.host.ssh_key_passphrase,
-                    look_for_keys=False, allow_agent=False, timeout=self.connect_timeout_s,
-                    banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
-                    channel_timeout=self.connect_timeout_s,
-                )
-            except paramiko.BadHostKeyException as err:
+                return self._handshake(client, files, deadline, watches)
+            except BaseException:
                 client.close()
-                raise HostKeyError(
-                    f"{self.where}: the host key CHANGED (now {err.key.get_name()} "
-                    f"SHA256:{_fingerprint(err.key)}, pinned SHA256:{_fingerprint(err.expected_key)}); refusing to "
-                    f"connect. If the host was reinstalled, run 'hgs trust {self.host.name} --replace'") from None
-            except paramiko.SSHException as err:
-                client.close()
-                text = str(err)
-                if "not found in known_hosts" in text:
-                    raise HostKeyError(f"{self.where}: the host key is not pinned in {self.host.known_hosts_file}; "
-                                       f"run 'hgs trust {self.host.name}'") from None
-                if isinstance(err, paramiko.AuthenticationException):
-                    raise RemoteError(f"{self.where}: authentication with {self.host.ssh_key_file} failed; is its "
-                                      "public key in the host's authorized_keys?") from None
-                raise RemoteError(f"{self.where}: SSH failed: {text}") from None
-            except FileNotFoundError:
-                client.close()
-                raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
-            except (socket.timeout, TimeoutError):
-                client.close()
-                raise RemoteError(f"{self.where}: no answer within {self.connect_timeout_s:g} s") from None
-            except (OSError, EOFError) as err:
-                client.close()
-                raise RemoteError(f"{self.where}: cannot connect ({getattr(err, 'strerror', None) or err})") from None
-            transport = client.get_transport()
-            transport.set_keepalive(15)
-            self.client = client
-            self.connects += 1
-            if self.log:
-                self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
-            return transport
+                raise
+            finally:
+                for fd in files:
+                    os.close(fd)
 
-    def _open_channel(self):
+    def _open_trusted(self, path, what, private, files):
+        """Opens a file that decides trust (checked on the open descriptor); returns a path to it."""
+        try:
+            fd = permissions.open_checked(path, what, private=private)
+        except permissions.UnsafeFile as err:
+            raise UnsafeTrustFile(f"{self.where}: refusing to connect: {err}") from None
+        files.append(fd)
+        return permissions.fd_path(fd)
+
+    def _address(self):
+        """The address to connect to: the configured one, or the AddressBook's last known address
+        of the configured name when it does not resolve. Raises RemoteError."""
+        from hgs.addresses import LookupFailed
+
+        if self.addresses is None:
+            return self.host.address
+        try:
+            return self.addresses.address(self.host.address)
+        except LookupFailed as err:
+            raise RemoteError(f"{self.where}: {err}") from None
+
+    def _handshake(self, client, files, deadline, watches):
+        """Connects ``client`` (under the connection's lock); returns the transport."""
+        import paramiko
+
+        try:
+            client.load_host_keys(self._open_trusted(self.host.known_hosts_file, "hgs's known_hosts", False,
+                                                     files))
+        except FileNotFoundError:
+            pass  # no pinned keys yet: the connect below refuses with a clear message
+        except (OSError, paramiko.SSHException) as err:
+            raise RemoteError(f"{self.where}: cannot read {self.host.known_hosts_file}: {err}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            key_file = self._open_trusted(self.host.ssh_key_file, "the SSH key", True, files)
+        except FileNotFoundError:
+            raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
+        except OSError as err:
+            raise RemoteError(f"{self.where}: cannot read the key file {self.host.ssh_key_file} "
+                              f"({err.strerror or err})") from None
+        try:
+            sock = self._tcp_connect(deadline)
+            watches.append(_Watchdog(deadline, self.interrupt, lambda: (_shut(sock), client.close())).__enter__())
+            client.connect(
+                self.host.address, port=self.host.ssh_port, username=self.host.ssh_user,
+                key_filename=key_file, passphrase=self.host.ssh_key_passphrase,
+                look_for_keys=False, allow_agent=False, timeout=self.connect_timeout_s,
+                banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
+                channel_timeout=self.connect_timeout_s, sock=sock,
+            )
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise HostKeyError(
+                f"{self.where}: the host key CHANGED (now {err.key.get_name()} "
+                f"SHA256:{_fingerprint(err.key)}, pinned SHA256:{_fingerprint(err.expected_key)}); refusing to "
+                f"connect. If the host was reinstalled, run 'hgs trust {self.host.name} --replace'") from None
+        except paramiko.SSHException as err:
+            client.close()
+            text = str(err)
+            if "not found in known_hosts" in text:
+                raise HostKeyError(f"{self.where}: the host key is not pinned in {self.host.known_hosts_file}; "
+                                   f"run 'hgs trust {self.host.name}'") from None
+            if isinstance(err, paramiko.AuthenticationException):
+                raise RemoteError(f"{self.where}: authentication with {self.host.ssh_key_file} failed; is its "
+                                  "public key in the host's authorized_keys?") from None
+            raise RemoteError(f"{self.where}: SSH failed: {text}") from None
+        except FileNotFoundError:
+            client.close()
+            raise RemoteError(f"{self.where}: the key file {self.host.ssh_key_file} does not exist") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise RemoteError(f"{self.where}: no answer within {self.connect_timeout_s:g} s") from None
+        except (OSError, EOFError) as err:
+            client.close()
+            raise RemoteError(f"{self.where}: cannot connect ({getattr(err, 'strerror', None) or err})") from None
+        watches.pop().__exit__(None, None, None)
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            client.close()
+            raise RemoteError(f"{self.where}: the connection dropped while it was made")
+        transport.set_keepalive(15)
+        self.client = client
+        self.connects += 1
+        if self.log:
+            self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
+        return transport
+
+    def _open_channel(self, deadline):
         import paramiko
 
         transport = self.connect()
-        try:
-            return transport.open_session(timeout=self.connect_timeout_s)
-        except (paramiko.SSHException, EOFError, OSError) as err:
-            raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+        timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
+        with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
+            try:
+                return transport.open_session(timeout=timeout_s)
+            except (paramiko.SSHException, EOFError, OSError) as err:
+                if watch.fired == "interrupted":
+                    raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: {self._reason()}") from None
+                raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
 
-    def start(self, command, stdin=None):
+    def start(self, command, stdin=None, timeout_s=None):
         """Starts ``command`` (a string hgs built) in a new channel, feeding it ``stdin`` (text)
-        if given; returns a Stream. A long script goes on stdin: an SSH exec request is one packet."""
+        if given; returns a Stream. A long script goes on stdin: an SSH exec request is one packet.
+        Opening the channel, the exec request and the write end within ``timeout_s`` (default
+        ``connect_timeout_s``). Raises RemoteTimeout, RemoteInterrupted, ConnectionLost."""
+        deadline = time.monotonic() + (self.connect_timeout_s if timeout_s is None else timeout_s)
+        return self._start(command, stdin, deadline)
+
+    def _start(self, command, stdin, deadline):
         import paramiko
 
-        channel = self._open_channel()
-        try:
-            channel.exec_command(command)
-            if stdin is not None:
-                channel.sendall(stdin.encode("utf-8"))
-                channel.shutdown_write()
-        except (paramiko.SSHException, EOFError, OSError) as err:
-            channel.close()
-            raise ConnectionLost(f"{self.where}: cannot start a command ({err})") from None
+        channel = self._open_channel(deadline)
+        with _Watchdog(deadline, self.interrupt, channel.close) as watch:
+            try:
+                channel.exec_command(command)  # paramiko waits for the answer with no timeout at all
+            except (paramiko.SSHException, EOFError, OSError) as err:
+                channel.close()
+                self._raise_cut(watch.fired, "the exec request")
+                raise ConnectionLost(f"{self.where}: cannot start a command ({err})") from None
+        if watch.fired:  # cut just as the answer came: the channel is closed
+            self._raise_cut(watch.fired, "the exec request")
+        if stdin is not None:
+            self._write(channel, stdin.encode("utf-8"), deadline)
         return Stream(channel)
 
-    def run(self, command, timeout_s, poll_s=0.01):
-        """Runs ``command`` and returns Result; raises RemoteTimeout past ``timeout_s``, ConnectionLost."""
-        stream = self.start(command)
-        channel = stream.channel
+    def _raise_cut(self, fired, step):
+        if fired == "timeout":
+            raise RemoteTimeout(f"{self.where}: no answer to {step} in time (host hung?)")
+        if fired == "interrupted":
+            raise RemoteInterrupted(f"{self.where}: {step} was cut short: {self._reason()}")
+
+    def _write(self, channel, data, deadline):
+        """Sends ``data`` then EOF on ``channel`` by ``deadline``; closes it and raises otherwise."""
+        channel.settimeout(INTERRUPT_POLL_S * 2)
+        try:
+            while data:
+                if time.monotonic() >= deadline:
+                    raise RemoteTimeout(f"{self.where}: the command's input was not taken in time (host hung?)")
+                if _interrupted(self.interrupt):
+                    raise RemoteInterrupted(f"{self.where}: sending the command's input was cut short: "
+                                            f"{self._reason()}")
+                try:
+                    sent = channel.send(data[:32768])
+                except socket.timeout:
+                    continue  # the window is full: the host has not read yet
+                if sent == 0:
+                    raise ConnectionLost(f"{self.where}: the channel closed while sending the command's input")
+                data = data[sent:]
+            channel.shutdown_write()
+        except (EOFError, OSError) as err:
+            channel.close()
+            raise ConnectionLost(f"{self.where}: cannot send the command's input ({err})") from None
+        except RemoteError:
+            channel.close()
+            raise
+        finally:
+            channel.settimeout(None)
+
+    def run(self, command, timeout_s, poll_s=0.01, max_bytes=MAX_OUTPUT_BYTES):
+        """Runs ``command`` and returns Result. Everything after the connect (channel, exec request,
+        output) ends within ``timeout_s``. Raises RemoteTimeout past it, RemoteInterrupted when
+        ``interrupt()`` cut it, OutputTooLarge past ``max_bytes`` of output, ConnectionLost."""
         deadline = time.monotonic() + timeout_s
+        self.connect()  # bounded by its own deadline
+        stream = self._start(command, None, deadline)
+        channel = stream.channel
         out, err = [], []
+        received = 0
+        next_look = time.monotonic() + INTERRUPT_POLL_S
         try:
             while True:
                 while channel.recv_ready():
                     out.append(channel.recv(65536))
+                    received += len(out[-1])
                 while channel.recv_stderr_ready():
                     err.append(channel.recv_stderr(65536))
+                    received += len(err[-1])
+                if received > max_bytes:
+                    raise OutputTooLarge(f"{self.where}: the command sent more than {max_bytes // (1024 * 1024)} MiB "
+                                         "of output: cut (is this xe?)")
                 if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     status = channel.recv_exit_status()
                     break
                 transport = channel.get_transport()
                 if channel.closed or transport is None or not transport.is_active():
                     raise ConnectionLost(f"{self.where}: the connection dropped while running a command")
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     raise RemoteTimeout(f"{self.where}: no result within {timeout_s:g} s")
+                if now >= next_look:
+                    next_look = now + INTERRUPT_POLL_S
+                    if _interrupted(self.interrupt):
+                        raise RemoteInterrupted(f"{self.where}: waiting for a command was cut short: {self._reason()}")
                 time.sleep(poll_s)
         finally:
             stream.close()
@@ -218,6 +477,15 @@ class Connection:
             if self.client is not None:
                 self.client.close()
                 self.client = None
+
+
+def _shut(sock):
+    """Ends a socket another thread may be blocked on (shutdown wakes it; close frees it)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def _fingerprint(key):

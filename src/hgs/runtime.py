@@ -7,6 +7,7 @@ with waits treated as done.
 """
 
 from hgs import mail as mailmod
+from hgs.addresses import AddressBook
 from hgs.clock import Clock, InstantClock
 from hgs.flows.outage import Deps
 from hgs.hypervisor import DryRunHypervisor, Hypervisor
@@ -51,7 +52,10 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
         return events.last(settings.paths.lock_dir, kind, since)
 
     timings = settings.timings
-    connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log) for h in settings.hosts}
+    # the hosts' names resolved now, while the site's name service still runs (it may be a VM of it)
+    book = AddressBook(settings.paths.state_dir, log, save=not dry_run)
+    book.refresh([h.address for h in settings.hosts])
+    connections = {h.name: Connection(h, timings.ssh_connect_timeout_s, log, addresses=book) for h in settings.hosts}
     hypervisors = {h.name: Hypervisor(h, connections[h.name], timings.xe_timeout_s, log) for h in settings.hosts}
     state_file = StateFile(settings.paths.state_dir)
     if dry_run:
@@ -59,9 +63,9 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
         woken = set()  # the hosts it pretended to wake
         deps = Deps(settings, reader_for(settings.ups),
                     {n: DryRunHypervisor(hv, log, overlay) for n, hv in hypervisors.items()},
-                    DryRunProber(woken), InstantClock(), DryRunStateFile(state_file, log), log, escalated,
-                    DryRunWaker(log, woken), last_event)
+                    DryRunProber(woken, Prober(addresses=book)), InstantClock(), DryRunStateFile(state_file, log), log,
+                    escalated, DryRunWaker(log, woken), last_event)
         return deps, DryRunMailer(settings.mail, log), connections
-    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(), Clock(), state_file, log, escalated,
-                Waker(log), last_event)
+    deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(addresses=book), Clock(), state_file, log,
+                escalated, Waker(log), last_event)
     return deps, Mailer(settings.mail, log), connections

@@ -2,8 +2,9 @@
 
 Pure functions, no I/O. Commands are argv tuples built only from validated uuids and fixed
 words; names from the hypervisor never go into a command. Output is parsed defensively: a
-VM name may contain anything (quotes, ';', newlines), so record parsing keeps the first
-occurrence of each key and callers cross-check uuids against a --minimal list.
+VM name may contain anything (quotes, ';', newlines, whole forged records), so record parsing
+keeps the first occurrence of each key, lists ask for the name last, and ``Hypervisor.vms``
+checks every record against a --minimal list of the same selection (see ``forged``).
 """
 
 import base64
@@ -40,8 +41,21 @@ def vm_list_all():
     return ("vm-list", "is-control-domain=false", f"params={VM_PARAMS}")
 
 
-def vm_uuids():
-    return ("vm-list", "is-control-domain=false", "--minimal")
+def vm_uuids(running_only=False):
+    """The uuids of the same selection as vm_list_running() (or vm_list_all()): no free text."""
+    return ("vm-list",) + (("power-state=running",) if running_only else ()) + ("is-control-domain=false", "--minimal")
+
+
+def vm_networks():
+    """The addresses the guests' tools report (to see whether a VM serves the site's DNS)."""
+    return ("vm-list", "power-state=running", "is-control-domain=false", "params=uuid,networks")
+
+
+def vm_param_get(vm_uuid, param):
+    """One field of one VM: the output is the value alone, so no other VM's text can reach it."""
+    if param not in VM_PARAMS.split(","):
+        raise ValueError(f"not a VM field hgs reads: {param!r}")
+    return ("vm-param-get", f"uuid={check_uuid(vm_uuid)}", f"param-name={param}")
 
 
 def vm_power_states():
@@ -85,6 +99,9 @@ def pool_ha_disable():
 
 
 def pool_ha_enable(sr_uuids):
+    """Without SRs, xapi picks a statefile SR itself (xen-api ocaml/xapi/xapi_ha.ml, enable)."""
+    if not sr_uuids:
+        return ("pool-ha-enable",)
     return ("pool-ha-enable", "heartbeat-sr-uuids=" + ",".join(check_uuid(u) for u in sr_uuids))
 
 
@@ -123,6 +140,36 @@ def parse_records(text):
             current[last_key] += "\n" + line
         blank = False
     return records
+
+
+def forged(records, known):
+    """Given parsed records and the uuids the same selection listed with --minimal, returns
+    (reread, rename): the uuids whose records cannot be trusted at all, and those whose NAME
+    cannot be trusted.
+
+    A name is printed last and may contain 'uuid ( RO): <another VM>' lines: xe's text alone
+    cannot tell such a forged record from a real one. Two records claiming one uuid, or a record
+    for a uuid outside the selection, prove a forgery. The forged text is the tail of the name
+    of the record just before it (a forged chain leads back to the first record that is not
+    forged), so that record keeps its other fields (printed before its name) but not its name.
+    """
+    claims = {}
+    for record in records:
+        claims[record.get("uuid", "")] = claims.get(record.get("uuid", ""), 0) + 1
+    reread = {u for u, count in claims.items() if count > 1 and u in known}
+    rename = set()
+    for index, record in enumerate(records):
+        vm_uuid = record.get("uuid", "")
+        if (claims[vm_uuid] > 1 or vm_uuid not in known) and index > 0:
+            before = records[index - 1].get("uuid", "")
+            if before in known and before not in reread:
+                rename.add(before)
+    return reread, rename
+
+
+def param_value(text):
+    """Given vm-param-get output, returns the value (xe ends it with one newline)."""
+    return text[:-1] if text.endswith("\n") else text
 
 
 def parse_minimal(text):

@@ -34,7 +34,7 @@ class Context:
 
         settings = self.settings
         self.run_log = RunLog(
-            new_run_id(), verbose=self.verbose,
+            getattr(self.args, "run_id", None) or new_run_id(), verbose=self.verbose,
             log_file=settings.paths.log_file if to_file else None,
             syslog_address=settings.logging.syslog_address if (to_file and settings.logging.syslog) else None,
             stderr=self.stderr,
@@ -59,7 +59,7 @@ class Context:
         except Exception as err:  # a crash is a bug: say so, keep the traceback in the log
             detail = traceback.format_exc()
             if self.run_log:
-                self.run_log.logger.error("internal error: %s\n%s", err, detail)
+                self.run_log.logger.error("internal error: %s", err, exc_info=True)
                 where = "the log"
             else:
                 where = "the output above"

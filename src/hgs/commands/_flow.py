@@ -1,6 +1,9 @@
 """What the flow commands share: detaching from the hook, the lock, the mail at the end."""
 
+import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +17,7 @@ def add_flow_arguments(parser):
     parser.add_argument("--foreground", action="store_true",
                         help="run the flow in this process (by default a hook's call returns at once and the flow "
                              "runs detached, logging to the log file)")
+    parser.add_argument("--run-id", type=_run_id, help=argparse.SUPPRESS)  # a detached flow's, given by its hook
 
 
 def record_event(settings, event):
@@ -23,22 +27,72 @@ def record_event(settings, event):
     events.record(settings.paths.lock_dir, event)
 
 
-def detach(ctx, command):
-    """Starts ``hgs COMMAND --foreground`` in its own session and returns its PID."""
-    argv = [sys.executable, "-m", "hgs", "--config", os.path.abspath(ctx.config_path), command, "--foreground"]
+SYSTEMD_DIR = "/run/systemd/system"  # present when systemd is PID 1 (sd_booted())
+SYSTEMD_RUN_TIMEOUT_S = 15.0
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+
+
+def _run_id(text):
+    if not _RUN_ID.match(text):
+        raise argparse.ArgumentTypeError(f"not a run id like 20261121-080309-3fa2: {text!r}")
+    return text
+
+
+def flow_argv(config_path, command, run_id):
+    """Returns the command line of a detached flow: an isolated interpreter (-I: no current
+    folder, script folder or PYTHON* variables on its path), so that no ``hgs`` package planted
+    in the folder a hook or a person ran hgs from is ever imported as root."""
+    return [sys.executable, "-I", "-m", "hgs", "--config", os.path.abspath(config_path), command, "--foreground",
+            "--run-id", run_id]
+
+
+def unit_argv(command, run_id, argv, systemd_run):
+    """Returns the systemd-run command line starting ``argv`` as a transient unit of its own,
+    hgs-COMMAND-RUNID.service, out of the UPS daemon's cgroup (a restart of apcupsd.service or
+    nut-monitor.service then leaves it running); collected when done, even if it failed."""
+    return [systemd_run, f"--unit=hgs-{command}-{run_id}", "--collect", "--quiet", "--no-ask-password",
+            f"--description=hgs {command} flow (run {run_id})", "--property=KillMode=mixed",
+            "--property=TimeoutStopSec=90", "--working-directory=/", "--", *argv]
+
+
+def detach(ctx, command, systemd_dir=SYSTEMD_DIR, systemd_run=None):
+    """Starts ``hgs COMMAND --foreground`` so that it outlives its caller and the caller's
+    daemon: as its own transient systemd unit when systemd runs this box, else in its own
+    session. Returns (how, run id): 'unit NAME' or 'pid N'."""
+    from hgs.log import new_run_id
+
+    run_id = new_run_id()
+    argv = flow_argv(ctx.config_path, command, run_id)
+    systemd_run = systemd_run or shutil.which("systemd-run")
+    note = ""
+    if os.path.isdir(systemd_dir) and systemd_run:
+        unit_cmd = unit_argv(command, run_id, argv, systemd_run)
+        try:
+            result = subprocess.run(unit_cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd="/",
+                                    timeout=SYSTEMD_RUN_TIMEOUT_S)
+            if result.returncode == 0:
+                return f"unit hgs-{command}-{run_id}.service", run_id
+            note = f"systemd-run failed (exit {result.returncode}: {result.stderr.strip()[-200:]})"
+        except (OSError, subprocess.TimeoutExpired) as err:
+            note = f"systemd-run failed ({err})"
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
-    return proc.pid
+                            start_new_session=True, close_fds=True, cwd="/")
+    return f"pid {proc.pid}" + (f"; {note}, started in its own session instead" if note else ""), run_id
 
 
 def hand_off(ctx, command, flow_name):
-    """As a hook: records the event, starts the flow detached and says so; returns True then.
-    Returns False for --foreground and --dry-run, which run the flow in this process."""
+    """As a hook: records the event, starts the flow detached and returns True then; says so
+    only to a person (-v, or a terminal): a hook's or cron's output is mailed. Returns False for
+    --foreground and --dry-run, which run the flow in this process."""
     if ctx.args.foreground or ctx.args.dry_run:
         return False
     record_event(ctx.settings, command)  # first: a running flow hears of it at its next look
-    pid = detach(ctx, command)
-    ctx.out(f"hgs {command}: {flow_name} flow started in the background (pid {pid}); see {ctx.settings.paths.log_file}")
+    how, run_id = detach(ctx, command)
+    if "systemd-run failed" in how:  # worth a line even from a hook: a daemon restart could end this flow
+        print(f"hgs {command}: {how.split('; ', 1)[1]}", file=ctx.stderr)
+    if ctx.verbose or ctx.stdout.isatty():
+        ctx.out(f"hgs {command}: {flow_name} flow started in the background (run {run_id}, {how}); "
+                f"see {ctx.settings.paths.log_file}")
     return True
 
 

@@ -32,10 +32,15 @@ def run(ctx):
         if not lock.acquire(wait_s=LOCK_WAIT_S, kind="restore"):
             log.error("the %s flow (pid %s) still runs after %.0f s: restore not started", kind, pid, LOCK_WAIT_S)
             return 1
+    if not args.dry_run:
+        lock.clear_escalation()  # we hold the lock: a request to hurry is from a flow that ended
     log.info("offbattery: the power is back%s", " (dry run)" if args.dry_run else "")
-    deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run)
+    deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run,
+                                              escalated=(lambda: False) if args.dry_run else lock.escalated)
     report = Report("restore (dry run)" if args.dry_run else "restore", run_log.run_id)
     flow = RestoreFlow(deps, report)
+    for connection in connections.values():
+        connection.interrupt = flow.stop_reason  # power lost or doshutdown cuts a waiting xe call too
     try:
         flow.run()
     finally:

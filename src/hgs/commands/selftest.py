@@ -7,6 +7,8 @@ that a site left down by hgs with the mains present gets its restore started.
 """
 
 import os
+import re
+import shutil
 import time
 
 from hgs.commands._flow import detach
@@ -15,6 +17,9 @@ from hgs.commands._flow import detach
 def add_arguments(parser):
     parser.add_argument("--mail", choices=("always", "failure", "never"), default="failure",
                         help="when to mail the result (default: on failure)")
+    parser.add_argument("--nut-dir", default="/etc/nut",
+                        help="NUT's configuration folder, for the secondary's timing check when no 'hgs install nut' "
+                             "recorded one (default /etc/nut)")
 
 
 class Checks:
@@ -27,8 +32,9 @@ class Checks:
         self.log.info("ok    %s: %s", name, text)
 
     def warn(self, name, text):
+        # logged at info: a warning alone is no failure, and cron must stay silent when all is well
         self.items.append(("warn", name, text))
-        self.log.warning("warn  %s: %s", name, text)
+        self.log.info("warn  %s: %s", name, text)
 
     def fail(self, name, text):
         self.items.append(("FAIL", name, text))
@@ -39,7 +45,9 @@ class Checks:
         return any(kind == "FAIL" for kind, _, _ in self.items)
 
     def lines(self):
-        return [f"{kind:<4}  {name}: {text}" for kind, name, text in self.items]
+        from hgs.text import shown
+
+        return [f"{kind:<4}  {shown(name)}: {shown(text)}" for kind, name, text in self.items]
 
 
 def check_ups(settings, checks):
@@ -88,6 +96,15 @@ def check_hosts(settings, checks, log):
     return results
 
 
+def check_names(settings, checks, log, results):
+    """Resolves and keeps the host names now (see hgs.addresses); warns about a DNS server the
+    outage may shut down."""
+    from hgs import addresses
+
+    for text in addresses.selftest_warnings(settings, log, results):
+        checks.warn("host names", text)
+
+
 def check_sendmail(settings, checks):
     path = settings.mail.sendmail_path
     if settings.mail.when == "never":
@@ -120,6 +137,148 @@ def check_plan(settings, checks, status, results):
                   f"the UPS runtime {runtime} s covers it with the {settings.ups.runtime_reserve_s:.0f} s reserve")
 
 
+def check_hooks(ctx, settings, checks):
+    """The hooks 'hgs install' put in place for the configured daemon: there, executable, calling
+    this hgs with this config; for NUT, upssched.conf calls hgs's script before any AT line and
+    upsmon's user may run the hooks' command lines through sudo."""
+    from hgs import hooks, install
+    from hgs.commands.install import hgs_program
+
+    daemon = settings.ups.daemon
+    entry = install.read_record(settings.paths.state_dir).get(daemon)
+    name = f"{daemon} hooks"
+    if not entry:
+        checks.warn(name, f"none recorded for this config: the UPS daemon will not tell hgs of a power failure until "
+                    f"you run 'hgs --config {os.path.abspath(ctx.config_path)} install {daemon}'")
+        return
+    this_hgs = os.path.realpath(hgs_program())
+    config = os.path.abspath(ctx.config_path)
+    problems = []
+    hook_hgs = this_hgs
+    for script in entry.get("scripts", []):
+        try:
+            with open(script, errors="replace") as handle:
+                text = handle.read()
+            mode = os.stat(script).st_mode
+        except OSError as err:
+            problems.append(f"{script} cannot be read ({err.strerror or err})")
+            continue
+        if hooks.MARKER not in text:
+            problems.append(f"{script} is not hgs's any more")
+            continue
+        if not os.access(script, os.X_OK) or (entry.get("user", "root") != "root" and not mode & 0o001):
+            problems.append(f"{script} is not executable by everyone (chmod 755 {script})")
+        called = re.search(r'^HGS="([^"\n]*)"$', text, re.M)
+        configured = re.search(r'^CONFIG="([^"\n]*)"$', text, re.M)
+        if not called or os.path.realpath(called.group(1)) != this_hgs:
+            problems.append(f"{script} calls {called.group(1) if called else 'no hgs'}, not this hgs ({this_hgs})")
+        elif not os.access(called.group(1), os.X_OK):
+            problems.append(f"{script} calls {called.group(1)}, which is not executable")
+        else:
+            hook_hgs = called.group(1)
+        if not configured or configured.group(1) != config:
+            problems.append(f"{script} uses the config {configured.group(1) if configured else '(none)'}, not {config}")
+    if daemon == "nut":
+        problems += _nut_wiring(entry, hook_hgs, config)
+    if problems:
+        checks.fail(name, "; ".join(problems) + f"; rerun 'hgs --config {config} install {daemon}'"
+                    + (" --write" if daemon == "nut" else ""))
+    else:
+        user = entry.get("user", "root")
+        checks.ok(name, f"{', '.join(entry.get('scripts', []))} in place, calling this hgs with this config"
+                  + (f"; {user} may run them through sudo" if user != "root" else ""))
+
+
+def _nut_wiring(entry, hgs_path, config):
+    """Returns the problems of the NUT side: upssched.conf's CMDSCRIPT, and sudo for upsmon's user."""
+    import subprocess
+
+    from hgs import hooks, install
+
+    problems = []
+    script = entry.get("scripts", [""])[0]
+    nut_dir = entry.get("nut_dir", "/etc/nut")
+    upsmon = _read_directives(os.path.join(nut_dir, "upsmon.conf"), problems)
+    if upsmon is not None:
+        notifycmd = install.last_directive(upsmon, "NOTIFYCMD")
+        if not notifycmd or len(notifycmd) < 2 or "upssched" not in os.path.basename(notifycmd[1].split()[0]):
+            problems.append(f"{nut_dir}/upsmon.conf does not run upssched as its NOTIFYCMD")
+        flags = {words[1].upper(): words[2].upper().split("+") for key, words in upsmon
+                 if key == "NOTIFYFLAG" and len(words) > 2}
+        missing = [event for event in install.NUT_FLAGS if "EXEC" not in flags.get(event, [])]
+        if missing:
+            problems.append(f"{nut_dir}/upsmon.conf has no EXEC flag for {', '.join(missing)}: upssched never hears of it")
+    upssched = os.path.join(nut_dir, "upssched.conf")
+    lines = _read_directives(upssched, problems)
+    if lines is not None:
+        keys = [key for key, _ in lines]
+        cmdscripts = [words[1] for key, words in lines if key == "CMDSCRIPT" and len(words) > 1]
+        if not cmdscripts or cmdscripts[0] != script:
+            problems.append(f"{upssched} does not run {script} (CMDSCRIPT {cmdscripts[0] if cmdscripts else 'missing'})")
+        elif "AT" in keys and keys.index("AT") < keys.index("CMDSCRIPT"):
+            problems.append(f"{upssched} has an AT line before CMDSCRIPT: upssched refuses the whole file")
+    user = entry.get("user", "nut")
+    if user != "root":
+        sudo = shutil.which("sudo")
+        if not sudo:
+            problems.append(f"sudo is not installed: upsmon runs the hooks as {user}, who reaches hgs through sudo "
+                            "(apt install sudo)")
+            return problems
+        for argv in {tuple(a) for a in hooks.NUT_COMMANDS.values()}:
+            command = hooks.sudo_argv(hgs_path, config, argv)
+            try:
+                allowed = subprocess.run([sudo, "-n", "-l", "-U", user, *command], capture_output=True,
+                                         timeout=10).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                allowed = False
+            if not allowed:
+                problems.append(f"{user} (upsmon's user) may not run '{' '.join(command)}' through sudo")
+    return problems
+
+
+def _read_directives(path, problems):
+    from hgs import install
+
+    try:
+        with open(path, errors="replace") as handle:
+            return install.parse_directives(handle.read().splitlines())
+    except OSError as err:
+        problems.append(f"{path} cannot be read ({err.strerror or err})")
+        return None
+
+
+def check_nut_secondary(ctx, settings, checks):
+    """On a NUT secondary, the primary waits HOSTSYNC seconds for this box to log off before it
+    cuts the power: shorter than doshutdown_bound_s, the UPS may cut hgs's forced shutdown off."""
+    from hgs import install
+
+    if settings.ups.daemon != "nut":
+        return
+    entry = install.read_record(settings.paths.state_dir).get("nut") or {}
+    path = os.path.join(entry.get("nut_dir") or ctx.args.nut_dir, "upsmon.conf")
+    try:
+        with open(path, errors="replace") as handle:
+            directives = install.parse_directives(handle.read().splitlines())
+    except OSError:
+        return  # not readable here: nothing to say
+    found = install.monitor_name(directives, settings.ups.ups_name, settings.ups.host, settings.ups.port)
+    if found is None or found[1] not in ("secondary", "slave"):
+        return
+    hostsync = install.last_directive(directives, "HOSTSYNC")
+    try:
+        hostsync_s = float(hostsync[1]) if hostsync and len(hostsync) > 1 else 15.0
+    except ValueError:
+        hostsync_s = 15.0
+    bound_s = settings.timings.doshutdown_bound_s
+    if hostsync_s < bound_s:
+        checks.fail("NUT secondary", f"this box is a secondary of {found[0]}: the primary waits HOSTSYNC "
+                    f"({hostsync_s:g} s in {path}) for it to log off, less than TIMINGS['doshutdown_bound_s'] "
+                    f"({bound_s:g} s): the UPS may cut the power in the middle of the forced shutdown; set HOSTSYNC "
+                    f"to at least {bound_s + 5:g} on the primary (and here), or lower doshutdown_bound_s")
+    else:
+        checks.ok("NUT secondary", f"HOSTSYNC {hostsync_s:g} s covers doshutdown_bound_s {bound_s:g} s")
+
+
 def check_state(ctx, settings, checks, status):
     from hgs import history
     from hgs.errors import HgsError
@@ -134,9 +293,9 @@ def check_state(ctx, settings, checks, status):
         if state.get("phase") == IDLE:
             checks.ok("state", "idle: nothing is down because of hgs")
         elif status is not None and status.on_mains:
-            pid = detach(ctx, "offbattery")
+            how, run_id = detach(ctx, "offbattery")
             checks.warn("state", f"the site was left down by hgs ({state.get('phase')}) and the mains are present: "
-                        f"restore started (pid {pid}); see the log")
+                        f"restore started (run {run_id}, {how}); see the log")
         else:
             checks.warn("state", f"phase {state.get('phase')}: the site is down by hgs and the UPS is not on line")
     runs = history.recent(settings.paths.state_dir, 1)
@@ -160,13 +319,17 @@ def run(ctx):
     checks.ok("config", f"{settings.source} is valid ({len(settings.hosts)} host(s))")
     status = check_ups(settings, checks)
     results = check_hosts(settings, checks, log)
+    check_names(settings, checks, log, results)
     check_sendmail(settings, checks)
     check_plan(settings, checks, status, results)
+    check_hooks(ctx, settings, checks)
+    check_nut_secondary(ctx, settings, checks)
     check_state(ctx, settings, checks, status)
     verdict = "FAILED" if checks.failed else "all well"
-    for line in checks.lines():
-        ctx.out(line)
-    ctx.out(f"selftest: {verdict}")
+    if checks.failed or ctx.verbose or ctx.stdout.isatty():  # cron mails any output: none when all is well
+        for line in checks.lines():
+            ctx.out(line)
+        ctx.out(f"selftest: {verdict}")
     log.info("selftest: %s", verdict)
     if ctx.args.mail == "always" or (ctx.args.mail == "failure" and checks.failed):
         body = "\n".join(checks.lines() + ["", f"selftest: {verdict}", "", "Full log:", "", run_log.text()])

@@ -1,6 +1,7 @@
 """hgs status: the UPS, each host, the VMs, the current phase and the last runs (or --json)."""
 
 import json
+import os
 import time
 
 STATUS_CONNECT_S = 3.0
@@ -44,19 +45,33 @@ def phase_report(settings):
         snapshot = state.get("snapshot") or {}
     except HgsError as err:
         phase, error, snapshot = None, str(err), {}
-    lock = SiteLock(settings.paths.lock_dir)
-    pid, kind = (None, None)
-    try:
-        if lock.acquire():
-            lock.release()
-        else:
-            pid, kind = lock.holder()
-    except OSError:
-        pass
+    pid, kind = running_flow(SiteLock(settings.paths.lock_dir))
     runs = [{"id": r.get("id"), "command": r.get("command"), "result": r.get("result"), "failed": r.get("failed"),
              "ended": r.get("ended")} for r in history.recent(settings.paths.state_dir, 5)]
     return {"phase": phase, "state_error": error, "snapshot_vms": len(snapshot.get("vms", {})),
             "running_flow": {"pid": pid, "kind": kind} if pid else None, "last_runs": runs}
+
+
+def running_flow(lock):
+    """Returns (pid, kind) of the flow holding the site lock, or (None, None), WITHOUT taking
+    the lock: a reader holding it for an instant would make an onbattery arriving then see a
+    holder that is not a restore and drop the outage. Linux lists every flock() in /proc/locks."""
+    try:
+        info = os.stat(lock.path)
+        with open("/proc/locks") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None, None
+    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:
+            continue  # a process waiting for the lock, not holding it
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where:
+            holder = int(fields[4]) if fields[4].isdigit() else None
+            pid, kind = lock.holder()
+            return (holder, kind) if pid == holder or holder is None else (holder, "flow")
+    return None, None
 
 
 def run(ctx):

@@ -70,6 +70,7 @@ def pin(path, name, key, replace):
 def run(ctx):
     import paramiko
 
+    from hgs import permissions
     from hgs.errors import HgsError
 
     settings = ctx.settings
@@ -84,8 +85,12 @@ def run(ctx):
     pinned = None
     if os.path.exists(host.known_hosts_file):
         known = paramiko.HostKeys()
-        try:
-            known.load(host.known_hosts_file)
+        try:  # read through the descriptor that passed the checks: the file checked is the file read
+            fd = permissions.open_checked(host.known_hosts_file, "hgs's known_hosts")
+            try:
+                known.load(permissions.fd_path(fd))
+            finally:
+                os.close(fd)
         except (OSError, paramiko.SSHException) as err:
             raise HgsError(f"cannot read {host.known_hosts_file}: {err}") from None
         pinned = (known.lookup(name) or {}).get(key.get_name())

@@ -5,6 +5,8 @@ Pure functions over plain data, so they are tested with tables.
 
 from dataclasses import dataclass, field
 
+from hgs.text import shown
+
 
 @dataclass
 class Budget:
@@ -75,7 +77,7 @@ def timeline(groups, host_order, b, runtime_s):
     """Returns the lines of the plan as a timeline (what a dry run prints)."""
     lines, t = [], 0.0
     for index, group in enumerate(groups, 1):
-        names = ", ".join(f"{vm['name']}{'' if vm.get('tools', True) else ' (no tools: forced at once)'}"
+        names = ", ".join(f"{shown(vm['name'])}{'' if vm.get('tools', True) else ' (no tools: forced at once)'}"
                           for vm in group)
         lines.append(f"  +{t:6.0f} s  group {index}: clean shutdown of {len(group)} VM(s) in parallel: {names}")
         lines.append(f"  +{t + b.grace_s:6.0f} s  group {index}: deadline; VMs still running are forced "

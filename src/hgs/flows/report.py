@@ -3,6 +3,8 @@
 import time
 from dataclasses import dataclass, field
 
+from hgs.text import shown
+
 
 @dataclass
 class Item:
@@ -13,7 +15,8 @@ class Item:
 
     def line(self):
         took = "" if self.seconds is None else f" in {self.seconds:.1f} s"
-        return f"  {self.name}: {self.outcome}{took}" + (f" ({self.detail})" if self.detail else "")
+        detail = f" ({shown(self.detail)})" if self.detail else ""
+        return f"  {shown(self.name)}: {shown(self.outcome)}{took}{detail}"
 
 
 @dataclass
@@ -51,12 +54,12 @@ class Report:
     def summary(self):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
         out = [f"hgs {self.kind}: {self.result}{' -- FAILED' if self.failed else ''}", f"started {stamp}, run {self.run_id}"]
-        out += self.lines
+        out += [shown(line) for line in self.lines]
         if self.vms:
             out.append("VMs:")
             out += [item.line() for item in self.vms]
         if self.hosts:
             out.append("Hosts:")
             out += [item.line() for item in self.hosts]
-        out += [f"note: {n}" for n in self.notes]
+        out += [f"note: {shown(n)}" for n in self.notes]
         return "\n".join(out) + "\n"

@@ -1,23 +1,35 @@
 """The restore flow: power stable, wake the hosts (master first), start exactly the VMs of
 the snapshot in their order groups, HA back on, verify; clear the state only when complete.
 
-Power lost again stops it between steps with the snapshot kept (VMs still to start stay in
-it): the outage flow takes the site from there.
+Power lost again (a UPS reading on battery, an onbattery event since the start) or
+``hgs doshutdown`` (escalation) stops it from inside any wait, within a few seconds, with the
+snapshot kept (VMs still to start stay in it): the outage flow takes the site from there.
+``stop_reason`` is also what the SSH connections ask while a call waits (see offbattery),
+so a hung xe call is cut too.
 """
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from hgs import state as statemod
 from hgs.errors import HgsError, UpsError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.hypervisor import XeCallError
-from hgs.remote import RemoteError
+from hgs.remote import RemoteError, RemoteInterrupted
 from hgs.wake import WakeError
 
 GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 RETRY_S = 1.0
+POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
+SLICE_S = 0.5  # a long sleep is cut into slices; the power is checked between them
+WAKE_POLL_S = 0.25  # while hosts boot: probe (and look at xapi) this often
+SLOW_PROBE_S = 0.05  # a probe round slower than this (real time) runs its probes side by side from then on
+START_DELAY_CAP_S = 600  # a VM's start-delay (read from xe) is never waited longer than this
 
 
 class PowerLost(Exception):
-    """The UPS went back on battery during the restore."""
+    """The UPS went back on battery during the restore, or hgs doshutdown came."""
 
 
 class RestoreFlow:
@@ -27,20 +39,61 @@ class RestoreFlow:
         self.log = deps.log
         self.timings = deps.settings.timings
         self.state = None
+        self.began = deps.clock.wall()
+        self._stop = None  # the reason to stop, once there is one (it never goes away)
+        self._read_at = None  # clock time of the last UPS reading
+        self._check_lock = threading.Lock()  # SSH watchdogs ask too, from their own threads
+        self._slow_probes = False
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _power_ok(self):
-        """Raises PowerLost when the UPS says the load runs on battery again, or a hook heard so."""
+    def stop_reason(self):
+        """Returns why the restore must stop now, or None: hgs doshutdown (escalation), an
+        onbattery event since the restore began, or the UPS reading on battery (read at most
+        every POWER_CHECK_S). Cheap enough to ask at every poll of every wait."""
+        with self._check_lock:
+            if self._stop is None:
+                self._stop = self._look()
+            return self._stop
+
+    def _look(self):
+        if self.d.escalated():
+            return "hgs doshutdown: this box is halting"
+        if self.d.last_event("doshutdown", self.began) is not None:
+            return "hgs doshutdown: this box is halting"
         if self.d.last_event("onbattery", self.began) is not None:
-            raise PowerLost("an onbattery event arrived")
+            return "an onbattery event arrived"
+        now = self.d.clock.now()
+        if self._read_at is not None and now - self._read_at < POWER_CHECK_S:
+            return None
+        self._read_at = now
         try:
             status = self.d.read_ups()
         except UpsError as err:
             self.log.warning("UPS not readable during the restore: %s (going on)", err)
-            return
-        if status.on_battery:
-            raise PowerLost(status.state.value)
+            return None
+        return f"the UPS reports {status.state.value}" if status.on_battery else None
+
+    def _power_ok(self):
+        """Raises PowerLost when the restore must stop (see stop_reason)."""
+        reason = self.stop_reason()
+        if reason:
+            raise PowerLost(reason)
+
+    def _sleep(self, seconds):
+        """Sleeps ``seconds`` in slices, checking the power before each; raises PowerLost."""
+        end = self.d.clock.now() + seconds
+        while True:
+            self._power_ok()
+            left = end - self.d.clock.now()
+            if left <= 0:
+                return
+            self.d.clock.sleep(min(SLICE_S, left))
+
+    def _cut(self, err):
+        """A remote call was cut by stop_reason (RemoteInterrupted): raises PowerLost then."""
+        if isinstance(err, RemoteInterrupted):
+            raise PowerLost(self.stop_reason() or str(err))
 
     def _save(self):
         try:
@@ -56,8 +109,9 @@ class RestoreFlow:
         self.log.info("confirming the power is back for good: %.0f s", window)
         start = self.d.clock.now()
         while True:
-            if self.d.last_event("onbattery", self.began) is not None:
-                self.log.info("an onbattery event arrived during the restore confirmation: restore stopped")
+            reason = self.stop_reason()
+            if reason:
+                self.log.info("%s during the restore confirmation: restore stopped", reason)
                 self.report.fact("power failed again before the restore: nothing started")
                 return False
             try:
@@ -72,7 +126,7 @@ class RestoreFlow:
             elapsed = self.d.clock.now() - start
             if elapsed >= window:
                 break
-            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, window - elapsed))
+            self.d.clock.sleep(min(self.d.settings.ups.poll_interval_s, SLICE_S * 2, window - elapsed))
         floor = self.d.settings.ups.restore_min_charge_pct
         if floor > 0:
             deadline = self.d.clock.now() + self.timings.charge_wait_s
@@ -82,7 +136,12 @@ class RestoreFlow:
                                    self.timings.charge_wait_s)
                     self.report.notes.append(f"battery did not reach {floor:.0f} % in time")
                     break
-                self.d.clock.sleep(self.d.settings.ups.poll_interval_s * 5)
+                try:
+                    self._sleep(self.d.settings.ups.poll_interval_s * 5)
+                except PowerLost as why:
+                    self.log.info("%s while the battery recharged: restore stopped", why)
+                    self.report.fact("power failed again while the battery recharged: nothing started")
+                    return False
                 try:
                     status = self.d.read_ups()
                     if status.on_battery:
@@ -110,74 +169,124 @@ class RestoreFlow:
                 return h
         return None
 
-    def wake_stage(self, stage):
-        """Wakes every host of the stage and waits for ping/SSH, then xapi; returns the ones up."""
+    def wake_hosts(self, snapshot):
+        """Wakes the hosts and waits until each answers ping/SSH, then xapi; returns
+        {host uuid: HostSettings} of the ones ready.
+
+        Wake-on-LAN goes out before any probe (a magic packet to a running host is harmless).
+        Masters are woken at once; members per TIMINGS['members_wake']: "after_master_ping"
+        (default: their boot overlaps the master's xapi start-up), "together", or
+        "after_master_xapi". A member's xapi wait starts once its master's xapi answers (xe on
+        a member forwards to the master); the xapi waits of all hosts run side by side."""
         clock = self.d.clock
+        mode = getattr(self.timings, "members_wake", "after_master_ping")
         start = clock.now()
-        waiting = {}
-        for host_uuid, host in stage:
+        hosts = {}
+        for host_uuid, host in snapshot["hosts"].items():
             config = self._config(host)
             if config is None:
                 self.log.warning("%s is not in the config: cannot wake it; xapi may power it on", host["name"])
                 continue
-            if self.d.prober.is_up(config):
-                self.log.info("%s: already answering", config.name)
-                waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": clock.now(), "wols": 0}
-                continue
-            waiting[host_uuid] = {"config": config, "last_wol": None, "up_at": None, "wols": 0}
-        booted = {}
-        while waiting:
-            now = clock.now()
-            for host_uuid, w in list(waiting.items()):
-                if w["up_at"] is None:
-                    if self.d.prober.is_up(w["config"]):
-                        w["up_at"] = now
-                        self.log.info("%s: answers after %.1f s", w["config"].name, now - start)
-                    elif w["last_wol"] is None or now - w["last_wol"] >= self.timings.wol_resend_interval_s:
-                        try:
-                            self.d.waker.wake(w["config"])
-                        except WakeError as err:
-                            self.log.error("%s", err)
-                        w["last_wol"], w["wols"] = now, w["wols"] + 1
-                if w["up_at"] is not None:
-                    booted[host_uuid] = w
-                    del waiting[host_uuid]
-            if now - start >= self.timings.host_boot_timeout_s:
-                for w in waiting.values():
-                    self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
-                                   w["config"].name, self.timings.host_boot_timeout_s, w["wols"])
-                    self.report.host(w["config"].name, "DID NOT BOOT", now - start,
-                                     f"{w['wols']} Wake-on-LAN packets", failed=True)
-                break
-            if waiting:
-                clock.sleep(0.1)
-        ready = {}
-        for host_uuid, w in booted.items():
-            if self.wait_xapi(host_uuid, w["config"], start):
-                ready[host_uuid] = w["config"]
-        return ready
+            pool = snapshot["pools"].get(host.get("pool"), {})
+            master = None if host.get("master") else pool.get("master")
+            hosts[host_uuid] = {"config": config, "master": master, "state": "queued", "woken_at": None,
+                                "last_wol": None, "wols": 0, "xapi_deadline": None, "next_try": 0.0, "told": False}
+        if any(h["master"] in hosts for h in hosts.values()):
+            self.log.info("members are woken %s", {"together": "with the masters",
+                                                  "after_master_ping": "once their master answers ping",
+                                                  "after_master_xapi": "once their master's xapi answers"}[mode])
+        probes = ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts))))
+        try:
+            while any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+                self._power_ok()
+                self._wake_due(hosts, mode)
+                self._probe(hosts, probes, start)
+                self._wake_due(hosts, mode)  # members whose master just answered: at once
+                now = clock.now()
+                for h in hosts.values():
+                    if h["state"] == "booting" and now - h["woken_at"] >= self.timings.host_boot_timeout_s:
+                        h["state"] = "failed"
+                        self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
+                                       h["config"].name, self.timings.host_boot_timeout_s, h["wols"])
+                        self.report.host(h["config"].name, "DID NOT BOOT", now - start,
+                                         f"{h['wols']} Wake-on-LAN packets", failed=True)
+                for host_uuid, h in hosts.items():
+                    if h["state"] == "up":
+                        self._try_xapi(host_uuid, h, hosts, start)
+                if any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+                    self._sleep(WAKE_POLL_S)
+        finally:
+            probes.shutdown(wait=False, cancel_futures=True)  # a probe still running ends by its own deadline
+        return {u: h["config"] for u, h in hosts.items() if h["state"] == "ready"}
 
-    def wait_xapi(self, host_uuid, config, start):
-        """Waits until xe answers on the host (HOST_STILL_BOOTING retried); enables it if needed."""
+    def _master_state(self, h, hosts):
+        master = hosts.get(h["master"])
+        return "failed" if master is None else master["state"]  # an unconfigured master: do not wait for it
+
+    def _wake_due(self, hosts, mode):
+        """Sends Wake-on-LAN to the hosts whose turn came, and again to those still silent."""
+        now = self.d.clock.now()
+        for h in hosts.values():
+            if h["state"] == "queued":
+                if h["master"] is not None and mode != "together":
+                    ready = ("ready", "failed") if mode == "after_master_xapi" else ("up", "ready", "failed")
+                    if self._master_state(h, hosts) not in ready:
+                        continue
+                h["state"], h["woken_at"] = "booting", now
+            if h["state"] == "booting" and (h["last_wol"] is None
+                                            or now - h["last_wol"] >= self.timings.wol_resend_interval_s):
+                self._power_ok()
+                try:
+                    self.d.waker.wake(h["config"])
+                except WakeError as err:
+                    self.log.error("%s", err)
+                h["last_wol"], h["wols"] = now, h["wols"] + 1
+
+    def _probe(self, hosts, probes, start):
+        """Probes every booting host (each probe has its own short deadline of about a second):
+        side by side once a probe round proved slow (silent hosts make ping wait), else in turn."""
+        booting = [h for h in hosts.values() if h["state"] == "booting"]
+        began = time.monotonic()
+        if len(booting) > 1 and self._slow_probes:
+            answers = list(probes.map(lambda h: self.d.prober.is_up(h["config"]), booting))
+        else:
+            answers = [self.d.prober.is_up(h["config"]) for h in booting]
+        self._slow_probes |= time.monotonic() - began > SLOW_PROBE_S
+        now = self.d.clock.now()
+        for h, up in zip(booting, answers):
+            if up:
+                h["state"] = "up"
+                self.log.info("%s: answers after %.1f s", h["config"].name, now - start)
+
+    def _try_xapi(self, host_uuid, h, hosts, start):
+        """One look at xapi on a host that answers; marks it ready (host-enable if it stayed
+        disabled) or failed past its deadline. A member waits for its master's xapi first."""
+        clock = self.d.clock
+        config = h["config"]
+        if h["master"] is not None and self._master_state(h, hosts) not in ("ready", "failed"):
+            return
+        now = clock.now()
+        if h["xapi_deadline"] is None:
+            h["xapi_deadline"] = now + self.timings.xapi_ready_timeout_s
+        if now < h["next_try"]:
+            return
+        self._power_ok()
         hv = self.d.hypervisors[config.name]
-        deadline = self.d.clock.now() + self.timings.xapi_ready_timeout_s
-        last, told = None, False
-        while True:
-            try:
-                infos = hv.hosts()
-                break
-            except (XeCallError, RemoteError) as err:
-                last = err
-                if not told and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
-                    told = True
-                    self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
-                if self.d.clock.now() >= deadline:
-                    self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
-                                   self.timings.xapi_ready_timeout_s, err)
-                    self.report.host(config.name, "XAPI NOT READY", self.d.clock.now() - start, str(err), failed=True)
-                    return False
-                self.d.clock.sleep(RETRY_S)
-        if last is not None:
+        try:
+            infos = hv.hosts()
+        except (XeCallError, RemoteError) as err:
+            self._cut(err)
+            if not h["told"] and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
+                h["told"] = True
+                self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
+            if clock.now() >= h["xapi_deadline"]:
+                h["state"] = "failed"
+                self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
+                               self.timings.xapi_ready_timeout_s, err)
+                self.report.host(config.name, "XAPI NOT READY", clock.now() - start, str(err), failed=True)
+            h["next_try"] = clock.now() + RETRY_S
+            return
+        if h["told"]:
             self.log.info("%s: xapi answers", config.name)
         me = next((i for i in infos if i.uuid == host_uuid), None)
         if me is not None and not me.enabled:
@@ -185,9 +294,10 @@ class RestoreFlow:
                 hv.host_enable(host_uuid)
                 self.log.info("%s: was still disabled: host-enable", config.name)
             except (XeCallError, RemoteError) as err:
+                self._cut(err)
                 self.log.error("%s: host-enable failed: %s", config.name, err)
-        self.report.host(config.name, "up", self.d.clock.now() - start)
-        return True
+        h["state"] = "ready"
+        self.report.host(config.name, "up", clock.now() - start)
 
     # -- 3. VMs --------------------------------------------------------------------------------
 
@@ -216,10 +326,18 @@ class RestoreFlow:
                 pending.discard(vm["uuid"])
             self.state["restore_pending"] = sorted(pending)
             self._save()
-            delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+            delay = self._start_delay(group)
             if delay and order != orders[-1]:
                 self.log.info("start delay: %s s before the next group", delay)
-                self.d.clock.sleep(delay)
+                self._sleep(delay)
+
+    def _start_delay(self, group):
+        """Returns the group's start-delay (the largest of its VMs'), capped at START_DELAY_CAP_S."""
+        delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+        if delay > START_DELAY_CAP_S:
+            self.log.warning("start-delay %s s (from xe) is capped at %d s", delay, START_DELAY_CAP_S)
+            return START_DELAY_CAP_S
+        return delay
 
     def _start_group(self, snapshot, group, ready):
         from hgs import xe
@@ -238,6 +356,7 @@ class RestoreFlow:
             try:
                 states = hv.power_states()
             except (RemoteError, XeCallError) as err:
+                self._cut(err)
                 states = {}
                 self.log.warning("cannot read the VM power states: %s", err)
             to_start = []
@@ -255,15 +374,21 @@ class RestoreFlow:
             try:
                 batch = hv.launch([(vm["uuid"], xe.vm_start(vm["uuid"])) for vm in to_start])
             except (RemoteError, HgsError) as err:
+                self._cut(err)
                 for vm in to_start:
                     self.report.vm(vm["name"], "NOT STARTED", None, str(err), failed=True)
                 continue
             names = {vm["uuid"]: vm["name"] for vm in to_start}
             deadline = start + self.timings.vm_start_timeout_s
-            while batch.pending and clock.now() < deadline and not batch.lost:
-                for outcome in batch.poll():
-                    self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
-                clock.sleep(TICK_S)
+            try:
+                while batch.pending and clock.now() < deadline and not batch.lost:
+                    self._power_ok()
+                    for outcome in batch.poll():
+                        self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
+                    clock.sleep(TICK_S)
+            except PowerLost:
+                batch.close()  # the starts already sent go on in xapi; the snapshot still lists them
+                raise
             for outcome in batch.poll():
                 self._start_outcome(names[outcome.uuid], outcome, clock.now() - start)
             for vm_uuid in sorted(batch.pending):
@@ -289,21 +414,27 @@ class RestoreFlow:
     # -- 4. HA and verify -------------------------------------------------------------------
 
     def enable_ha(self, snapshot, ready):
+        from hgs import xe
+
         for pool_uuid, pool in snapshot["pools"].items():
             if not pool.get("ha_was_enabled"):
                 continue
             executor = self._executor(snapshot, pool_uuid, ready)
-            if executor is None or not pool.get("ha_srs"):
-                self.log.error("pool HA was on before the outage but cannot be turned back on (%s)",
-                               "no host up" if executor is None else "heartbeat SR unknown")
+            if executor is None:
+                self.log.error("pool HA was on before the outage but cannot be turned back on (no host up)")
                 self.report.notes.append("HA NOT turned back on: do it by hand (xe pool-ha-enable)")
                 self.report.failed = True
                 continue
+            srs = [u for u in pool.get("ha_srs") or [] if isinstance(u, str) and xe.UUID.match(u)]
+            if not srs:
+                self.log.warning("the heartbeat SR was not learned before the outage: pool-ha-enable without "
+                                 "heartbeat-sr-uuids (xapi picks a statefile SR itself)")
             try:
-                self.d.hypervisors[executor].ha_enable(pool["ha_srs"])
+                self.d.hypervisors[executor].ha_enable(srs)
                 self.log.info("pool HA turned back on")
-                self.report.fact("pool HA turned back on")
+                self.report.fact("pool HA turned back on" + ("" if srs else " (statefile SR picked by xapi)"))
             except (RemoteError, XeCallError) as err:
+                self._cut(err)
                 self.log.error("pool-ha-enable failed: %s", err)
                 self.report.notes.append(f"HA NOT turned back on: {err}")
                 self.report.failed = True
@@ -317,7 +448,8 @@ class RestoreFlow:
                 executor = self._executor(snapshot, pool_uuid, ready)
                 try:
                     states = self.d.hypervisors[executor].power_states() if executor else {}
-                except (RemoteError, XeCallError):
+                except (RemoteError, XeCallError) as err:
+                    self._cut(err)
                     states = {}
                 for vm_uuid, vm in snapshot["vms"].items():
                     if vm["pool"] != pool_uuid:
@@ -327,7 +459,7 @@ class RestoreFlow:
                         missing.append(vm["name"])
             if not missing or self.d.clock.now() >= deadline:
                 return missing
-            self.d.clock.sleep(POWER_POLL_S)
+            self._sleep(POWER_POLL_S)
 
     def timeline(self, snapshot):
         """Returns the steps this restore would take, as lines (what a dry run prints)."""
@@ -335,17 +467,20 @@ class RestoreFlow:
         lines = [f"  confirm the power is stable for {t.restore_confirm_s:g} s"
                  + (f", and the battery at {self.d.settings.ups.restore_min_charge_pct:g} %"
                     if self.d.settings.ups.restore_min_charge_pct else "")]
+        when = {"together": "at once", "after_master_ping": "once the master answers ping",
+                "after_master_xapi": "once the master's xapi answers"}[getattr(t, "members_wake", "after_master_ping")]
         for index, stage in enumerate(self.host_stages(snapshot)):
             for _, host in stage:
                 config = self._config(host)
                 where = f"{config.wol_broadcast}:{config.wol_port} for {config.mac}" if config else "not configured"
-                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where}), "
+                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where})"
+                             + ("" if index == 0 else f" {when}") + ", "
                              f"resent every {t.wol_resend_interval_s:g} s; up within {t.host_boot_timeout_s:g} s, "
                              f"xapi within {t.xapi_ready_timeout_s:g} s; host-enable if disabled")
         orders = sorted({vm.get("order", 0) for vm in snapshot["vms"].values()})
         for order in orders:
             group = sorted((v for v in snapshot["vms"].values() if v.get("order", 0) == order), key=lambda v: v["name"])
-            delay = max((v.get("start_delay", 0) for v in group), default=0)
+            delay = min(max((v.get("start_delay", 0) for v in group), default=0), START_DELAY_CAP_S)
             lines.append(f"  start order group {order}: {', '.join(v['name'] for v in group)}"
                          + (f"; then wait {delay} s (start-delay)" if delay and order != orders[-1] else ""))
         if any(p.get("ha_was_enabled") for p in snapshot["pools"].values()):
@@ -356,7 +491,6 @@ class RestoreFlow:
     # -- the whole flow -------------------------------------------------------------------
 
     def run(self, confirm=True):
-        self.began = self.d.clock.wall()
         self.state = self.d.state_file.load()
         snapshot = self.state.get("snapshot")
         if self.state.get("phase") == statemod.IDLE or not snapshot:
@@ -372,22 +506,20 @@ class RestoreFlow:
         self.state["phase"] = statemod.RESTORING
         self._save()
         try:
-            ready = {}
-            for stage in self.host_stages(snapshot):
-                self._power_ok()
-                ready.update(self.wake_stage(stage))
+            self._power_ok()
+            ready = self.wake_hosts(snapshot)
             self._power_ok()
             self.start_vms(snapshot, ready)
             self._power_ok()
             self.enable_ha(snapshot, ready)
+            missing = self.verify(snapshot, ready)
         except PowerLost as why:
-            self.log.warning("the power failed again (%s): restore stopped between steps; the snapshot is kept "
-                             "for the outage flow", why)
+            self.log.warning("restore stopped: %s; the snapshot is kept for the outage flow", why)
+            self.report.fact(f"restore stopped: {why}")
             self.state["phase"] = statemod.SITE_DOWN
             self._save()
             self.report.finish("stopped: power failed again", failed=False)
             return self.report
-        missing = self.verify(snapshot, ready)
         if missing:
             self.log.error("not running after %.0f s: %s", self.timings.verify_timeout_s, ", ".join(missing))
             self.report.notes.append("not running: " + ", ".join(missing))

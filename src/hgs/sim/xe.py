@@ -339,8 +339,7 @@ class Xe:
             state["pool"]["ha_enabled"] = False
 
     def cmd_pool_ha_enable(self, call):
-        if not call.params.get("heartbeat-sr-uuids"):
-            raise XeUsage("Required parameter not found: heartbeat-sr-uuids")
+        # without heartbeat-sr-uuids xapi picks an SR that can hold the statefile (xapi_ha.ml, enable): ha_sr here
         with self._tx() as state:
             state["pool"]["ha_enabled"] = True
 
