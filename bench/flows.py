@@ -36,6 +36,7 @@ import argparse
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -485,6 +486,7 @@ def main():
     unknown = sorted(set(only) - set(FIGURES))
     if unknown:
         parser.error(f"unknown figure(s) {', '.join(unknown)}: choose from {', '.join(FIGURES)}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every site started
     front_door = door()
     load_before = os.getloadavg()
     figures = {}
