@@ -406,7 +406,10 @@ def report(args, front_door, figures, load_before, load_after):
         "Makespan: from the end of the confirmation (hgs's \"outage confirmed\" log line) to the end of the hgs "
         "process. Lower bound: each order group's slowest VM + per host stage (the members, then the master) the "
         "host's shutdown + the down-confirmation time. The seconds over the bound are split by phase (summed over "
-        "the host stages); \"other\" is the rest (writing the state, the exit). hgs CPU and peak RSS: wait4 on the hgs process.",
+        "the host stages); \"other\" is the rest (writing the state, the exit). hgs CPU and peak RSS: wait4 on the hgs process. "
+        "Simulator CPU: the site's simulator process (every xe call's work). Hosts' sshd + shells CPU: each simulated "
+        "host's sshd with its sessions and what they ran (hgs's batch scripts: per VM a subshell, a command "
+        "substitution, the xe client, base64 and tr), from /proc; on a real pool each host's dom0 pays its own share.",
     ]
     targets = {"50": "<= 1.05", "200": "<= 1.10", "10 x 100": "<= 1.10"}
     if "shutdown" in figures:
