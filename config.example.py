@@ -94,6 +94,26 @@ MAIL = {
     "timeout_s": 30,
 }
 
+# --- Notices as things happen (ntfy, Slack, Matrix, a pager...) ------------------------
+# Like NUT's NOTIFYCMD: a program hgs runs on each event, with the event and a one-line
+# summary in its environment (HGS_EVENT, HGS_SUMMARY, HGS_SEVERITY, HGS_RUN_ID, HGS_HOST,
+# HGS_TIME, HGS_CONFIG). It runs beside the flow, never holding it up, and is killed past
+# timeout_s. No shell runs it: give a script for pipes. Recipes (ntfy, apprise): README.md.
+NOTIFY = {
+    "command": None,                # e.g. "/etc/hgs/notify.sh" or ["/usr/local/bin/apprise", "-b", "..."]
+    "timeout_s": 10,                # the program is killed past this
+    # which events run it: power_lost (at once: "power lost, confirming"), outage_confirmed,
+    # site_down, power_back, site_restored, failure
+    "events": ["power_lost", "outage_confirmed", "site_down", "power_back", "site_restored", "failure"],
+    "mail_events": [],              # events also mailed at once, e.g. ["power_lost"] as Debian's apcupsd does
+}
+
+# --- Metrics for Prometheus (node_exporter's textfile collector) ---------------------
+METRICS = {
+    # written atomically at the end of each run; None: not written ('hgs status --prometheus' works anyway)
+    "textfile": None,               # e.g. "/var/lib/node_exporter/textfile_collector/hgs.prom"
+}
+
 # --- Where hgs keeps its files -------------------------------------------------------
 PATHS = {
     "state_dir": "/var/lib/hgs",        # the snapshot of running VMs and the run history

@@ -322,7 +322,9 @@ def pytest_sessionfinish(session, exitstatus):
         lines.append(f"| {what} | {expected} | `{item.name}` | {result} | {seconds} |")
     target = REPO_ROOT / "docs" / "reliability.md"
     target.parent.mkdir(exist_ok=True)
-    target.write_text("\n".join(lines) + "\n")
+    # sections other test runs write (between '<!-- begin: ... -->' and '<!-- end: ... -->') are kept
+    kept = re.findall(r"<!-- begin: .*?<!-- end: [^>]*-->", target.read_text() if target.exists() else "", re.S)
+    target.write_text("\n".join(lines) + "\n" + "".join(f"\n{block}\n" for block in kept))
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,22 @@ from lab import run_hgs
 def test_help_explains_every_command():
     result = run_hgs("--help")
     assert result.returncode == 0
-    for command in ("onbattery", "offbattery", "doshutdown", "selftest", "status", "trust", "install", "demo",
+    for command in ("init", "onbattery", "offbattery", "doshutdown", "selftest", "status", "trust", "install", "demo",
                     "check-config", "testmail"):
         assert re.search(rf"{command}\s+\S", result.stdout), command
     assert "Exit codes: 0 ok, 1 failed, 2 usage or configuration error" in result.stdout
+
+
+def test_help_texts_say_what_the_commands_do():
+    doshutdown = " ".join(run_hgs("doshutdown", "--help").stdout.split())
+    assert "detached" not in doshutdown and "always runs in this process" in doshutdown
+    assert "--config" not in run_hgs("demo", "--help").stdout
+    for argv in (["demo", "--config", "/etc/hgs/config.py"], ["--config", "/etc/hgs/config.py", "demo"]):
+        result = run_hgs(*argv)
+        assert result.returncode == 2 and "--config" in result.stderr, argv
+    status = run_hgs("status", "--help").stdout
+    assert "--prometheus" in status and "--json" in status
+    assert "--host NAME=ADDRESS[:PORT][,MAC]" in run_hgs("init", "--help").stdout
 
 
 def test_version():

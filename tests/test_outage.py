@@ -109,8 +109,7 @@ def test_power_back_during_confirmation_changes_nothing(site_lab):
     assert result.returncode == 0
     assert time.monotonic() - start < 4
     assert "power came back during confirmation" in result.stdout
-    assert lab.changing_calls() == []
-    assert lab.calls() == []  # not even a read: nothing was touched
+    assert lab.changing_calls() == []  # the reads ahead of the window's end change nothing
 
 
 def test_power_back_after_vm_shutdowns_began_the_flow_completes(site_lab):

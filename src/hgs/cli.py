@@ -18,6 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # name -> (module, one sentence for --help)
 COMMANDS = {
+    "init": ("init", "Write a starter config from the shipped example, make hgs's SSH key, print the next steps."),
     "onbattery": ("onbattery", "The power failed: confirm the outage, then shut the VMs and hosts down cleanly."),
     "offbattery": ("offbattery", "The power is back: once stable, wake the hosts and start exactly the VMs that ran."),
     "doshutdown": ("doshutdown", "This box is about to halt: force every VM and host down now, within a bound."),
@@ -37,10 +38,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"hgs: error: {message}\n")
 
 
-def _common(parser, suppress):
+NO_CONFIG = {"demo"}  # commands that bring their own configuration
+
+
+def _common(parser, suppress, config=True):
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", metavar="PATH", default=default,
-                        help="the configuration module (default: /etc/hgs/config.py)")
+    if config:
+        parser.add_argument("--config", metavar="PATH", default=default,
+                            help="the configuration module (default: /etc/hgs/config.py)")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
                         help="more detail on stderr (-vv for debug)")
 
@@ -59,7 +64,7 @@ def build_parser():
     for name, (module_name, summary) in COMMANDS.items():
         module = importlib.import_module(f"hgs.commands.{module_name}")
         command_parser = sub.add_parser(name, help=summary, description=summary)
-        _common(command_parser, suppress=True)
+        _common(command_parser, suppress=True, config=name not in NO_CONFIG)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_module=module)
     return parser
@@ -71,6 +76,9 @@ def main(argv=None):
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command in NO_CONFIG and args.config:
+        parser.exit(EXIT_USAGE, f"hgs: error: {args.command} takes no --config: it writes its own for its simulated "
+                                "site\n")
     from hgs.commands import Context
 
     return Context(args).execute(args._module)

@@ -98,6 +98,22 @@ class MailSettings:
     timeout_s: float
 
 
+NOTIFY_EVENTS = ("power_lost", "outage_confirmed", "site_down", "power_back", "site_restored", "failure")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    command: tuple | None = None  # argv of the program run on each event (no shell)
+    timeout_s: float = 10.0
+    events: tuple = NOTIFY_EVENTS
+    mail_events: tuple = ()  # events also mailed at once (a short notice)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    textfile: str | None = None  # node_exporter textfile collector file, written after each run
+
+
 @dataclass(frozen=True)
 class Paths:
     state_dir: str
@@ -121,6 +137,8 @@ class Settings:
     mail: MailSettings
     paths: Paths
     logging: LoggingSettings
+    notify: NotifySettings = NotifySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def host(self, name):
         """Returns the host called ``name``; raises KeyError."""
@@ -202,6 +220,33 @@ MAIL_FIELDS = {
     "timeout_s": Field(_seconds, 30.0),
 }
 
+def _command(value):
+    """A program and its arguments: a list of strings, or one string split like a shell would (no shell runs)."""
+    import shlex
+
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as err:
+            raise Invalid(f"expected a command line, got {checks._shown(value)} ({err})") from None
+    else:
+        argv = list(checks.list_of(checks.text, allow_empty=False)(value))
+    if not argv:
+        raise Invalid("expected a program to run (a path, or a list: program then its arguments), got an empty one")
+    return tuple(argv)
+
+
+NOTIFY_FIELDS = {
+    "command": Field(checks.optional(_command), None),
+    "timeout_s": Field(_seconds, 10.0),
+    "events": Field(checks.list_of(checks.choice(*NOTIFY_EVENTS)), NOTIFY_EVENTS),
+    "mail_events": Field(checks.list_of(checks.choice(*NOTIFY_EVENTS)), ()),
+}
+
+METRICS_FIELDS = {
+    "textfile": Field(checks.optional(checks.text), None, path=True),
+}
+
 PATH_FIELDS = {
     "state_dir": Field(checks.text, "/var/lib/hgs", path=True),
     "log_file": Field(checks.text, "/var/log/hgs/hgs.log", path=True),
@@ -221,6 +266,8 @@ SECTIONS = {
     "MAIL": (MAIL_FIELDS, False),
     "PATHS": (PATH_FIELDS, False),
     "LOGGING": (LOGGING_FIELDS, False),
+    "NOTIFY": (NOTIFY_FIELDS, False),
+    "METRICS": (METRICS_FIELDS, False),
 }
 
 
@@ -326,7 +373,7 @@ def _settings_from(namespace, path):
     ups = _ups(values.get("UPS"), problems, base) if "UPS" in values else None
     hosts = _hosts(values.get("HOSTS"), problems, base) if "HOSTS" in values else ()
     sections = {}
-    for name in ("VMS", "TIMINGS", "MAIL", "PATHS", "LOGGING"):
+    for name in ("VMS", "TIMINGS", "MAIL", "PATHS", "LOGGING", "NOTIFY", "METRICS"):
         sections[name] = _section(values.get(name, {}), name, SECTIONS[name][0], problems, base)
     if problems:
         raise ConfigError(path, problems)
@@ -341,6 +388,8 @@ def _settings_from(namespace, path):
         mail=MailSettings(**mail),
         paths=Paths(**sections["PATHS"]),
         logging=LoggingSettings(**sections["LOGGING"]),
+        notify=NotifySettings(**sections["NOTIFY"]),
+        metrics=MetricsSettings(**sections["METRICS"]),
     )
 
 
@@ -441,6 +490,7 @@ def describe(settings):
     for index, host in enumerate(settings.hosts):
         emit(f"HOSTS[{index}]", host)
     for name, obj in (("VMS", settings.vms), ("TIMINGS", settings.timings), ("MAIL", settings.mail),
-                      ("PATHS", settings.paths), ("LOGGING", settings.logging)):
+                      ("PATHS", settings.paths), ("LOGGING", settings.logging), ("NOTIFY", settings.notify),
+                      ("METRICS", settings.metrics)):
         emit(name, obj)
     return lines

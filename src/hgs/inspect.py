@@ -37,6 +37,9 @@ def inspect_host(host, log, connect_timeout_s, xe_timeout_s):
             no_tools=sorted(v.name for v in here if not v.tools),
             running=[{"uuid": v.uuid, "name": v.name, "order": v.order, "tools": v.tools}
                      for v in vms if v.power_state == "running"],
+            vms=[{"uuid": v.uuid, "name": v.name, "power_state": v.power_state, "tools": v.tools, "order": v.order}
+                 for v in sorted(vms, key=lambda v: v.name) if me is not None and v.resident_on == me.uuid],
+            halted=sorted(v.name for v in vms if v.power_state == "halted"),
         )
     except HostKeyError as err:
         out.update(error=str(err), error_kind="host key")

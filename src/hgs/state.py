@@ -16,6 +16,7 @@ from hgs.errors import HgsError
 
 VERSION = 1
 IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"
+PHASES = (IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING)
 
 
 class StateError(HgsError):
@@ -32,6 +33,7 @@ class StateFile:
     def __init__(self, state_dir):
         self.dir = str(state_dir)
         self.path = os.path.join(self.dir, "state.json")
+        self.broken = False  # load() found a file hgs did not write: the next save keeps it aside first
 
     def load(self):
         """Returns the state dict (an empty one when there is none); raises StateError."""
@@ -40,10 +42,25 @@ class StateFile:
                 data = json.load(handle)
         except FileNotFoundError:
             return empty()
-        except (OSError, ValueError) as err:
+        except ValueError as err:  # not JSON (or not UTF-8)
+            self.broken = True
             raise StateError(f"cannot read the state file {self.path}: {err}") from None
-        if not isinstance(data, dict) or data.get("version") != VERSION:
+        except OSError as err:
+            raise StateError(f"cannot read the state file {self.path}: {err.strerror or err}") from None
+        if not isinstance(data, dict):
+            self.broken = True
+            raise StateError(f"the state file {self.path} is not one this hgs wrote (a JSON {type(data).__name__}, "
+                             "not an object)")
+        if data.get("version") != VERSION:
+            self.broken = True
             raise StateError(f"the state file {self.path} is not one this hgs wrote (version {data.get('version')!r})")
+        problems = [] if data.get("phase") in PHASES else [f"phase {data.get('phase')!r}"]
+        snapshot = data.get("snapshot")
+        if snapshot is not None and not isinstance(snapshot, dict):
+            problems.append(f"a snapshot that is a JSON {type(snapshot).__name__}")
+        if problems:
+            self.broken = True
+            raise StateError(f"the state file {self.path} is damaged ({', '.join(problems)})")
         return data
 
     def save(self, data):
@@ -51,6 +68,12 @@ class StateFile:
         data = dict(data, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            if self.broken:  # kept for a person to read: what it held may matter to the restore
+                self.broken = False
+                try:
+                    os.replace(self.path, f"{self.path}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+                except FileNotFoundError:
+                    pass
             fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:

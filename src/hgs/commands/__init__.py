@@ -20,6 +20,7 @@ class Context:
         self.verbose = getattr(args, "verbose", 0) or 0
         self._settings = None
         self.run_log = None
+        self.notifier = None  # hgs.notify.Notifier of a flow command, made on its first notice
 
     @property
     def settings(self):
@@ -68,5 +69,7 @@ class Context:
                   file=self.stderr)
             return EXIT_FAILED
         finally:
+            if self.notifier is not None:
+                self.notifier.close()  # each notice still running ends within its own deadline
             if self.run_log:
                 self.run_log.close()

@@ -1,4 +1,4 @@
-"""What the flow commands share: detaching from the hook, the lock, the mail at the end."""
+"""What the flow commands share: detaching from the hook, the lock, the notices, the mail at the end."""
 
 import argparse
 import os
@@ -10,13 +10,16 @@ import sys
 from hgs.errors import MailError
 
 
-def add_flow_arguments(parser):
+def add_flow_arguments(parser, detaches=True):
+    """The flow options; ``detaches`` is False for doshutdown, which always runs in its own process."""
     parser.add_argument("--dry-run", action="store_true",
                         help="rehearse: real reads (UPS, SSH, xe lists), no change anywhere, waits treated as done; "
                              "prints the timeline")
     parser.add_argument("--foreground", action="store_true",
                         help="run the flow in this process (by default a hook's call returns at once and the flow "
-                             "runs detached, logging to the log file)")
+                             "runs detached, logging to the log file)" if detaches else
+                        "accepted and ignored: doshutdown always runs in this process and returns within "
+                        "TIMINGS['doshutdown_bound_s']")
     parser.add_argument("--run-id", type=_run_id, help=argparse.SUPPRESS)  # a detached flow's, given by its hook
 
 
@@ -103,6 +106,73 @@ def start_flow_log(ctx):
     return ctx.start_log(to_file=not ctx.args.dry_run)
 
 
+RECENT_POWER_LOST_S = 24 * 3600.0
+
+
+def notifier(ctx, run_log):
+    """Returns this process's Notifier, made once (a dry run's only says what it would send);
+    Context.execute waits for its notices, each within its deadline, before the process ends."""
+    from hgs import mail as mailmod
+    from hgs import notify
+
+    if getattr(ctx, "notifier", None) is None:
+        settings = ctx.settings
+        kind = notify.DryRunNotifier if getattr(ctx.args, "dry_run", False) else notify.Notifier
+        ctx.notifier = kind(settings.notify, run_log.logger, run_log.run_id, os.path.abspath(ctx.config_path),
+                            mail=lambda subject, body: mailmod.send(settings.mail, subject, body))
+    return ctx.notifier
+
+
+def hook_notice(ctx, run_log, event):
+    """Sends the notice of a hook's event at once: power_lost always, power_back when an outage
+    was heard of or the site is down by hgs (not at every boot of this box)."""
+    from hgs import events
+    from hgs.errors import HgsError
+    from hgs.state import IDLE, StateFile
+
+    settings = ctx.settings
+    if event == "power_lost":
+        notifier(ctx, run_log).emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
+                                    f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
+        return
+    try:
+        phase = StateFile(settings.paths.state_dir).load().get("phase")
+    except HgsError:
+        phase = None
+    import time
+
+    heard = events.last(settings.paths.lock_dir, "onbattery", time.time() - RECENT_POWER_LOST_S) is not None
+    if phase not in (IDLE, None):
+        notifier(ctx, run_log).emit("power_back", "power back: once it is stable for "
+                                    f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the "
+                                    "VMs it shut down")
+    elif heard:
+        notifier(ctx, run_log).emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
+
+
+def watch(ctx, report, run_log):
+    """Connects a flow's report to the notices (outage_confirmed, ...) and, for a real run, to the
+    progress file `hgs status` reads (each VM and host as it is done)."""
+    from hgs import progress
+
+    report.on_event = notifier(ctx, run_log).emit
+    if not getattr(ctx.args, "dry_run", False):
+        state_dir = ctx.settings.paths.state_dir
+        report.on_change = lambda changed: progress.write(state_dir, changed)
+        progress.write(state_dir, report)
+
+
+def write_metrics(settings, log):
+    """Writes METRICS['textfile'] for node_exporter, when set; a failure is logged only."""
+    from hgs import metrics
+
+    if settings.metrics.textfile:
+        try:
+            metrics.write_textfile(settings.metrics.textfile, settings.paths.state_dir)
+        except OSError as err:
+            log.error("metrics: cannot write %s: %s", settings.metrics.textfile, err.strerror or err)
+
+
 def mail_report(ctx, report, mailer, run_log):
     """Records the run in the history, then mails the summary and the full log when MAIL['when']
     asks; a mail failure is logged only. A dry run leaves no history."""
@@ -110,8 +180,14 @@ def mail_report(ctx, report, mailer, run_log):
 
     from hgs import history, mail
 
+    from hgs import notify
+
+    outcome = notify.outcome(report)
+    if outcome is not None:
+        notifier(ctx, run_log).emit(*outcome)
     if "dry run" not in report.kind:
         history.record(ctx.settings.paths.state_dir, report, ctx.args.command, time.time())
+        write_metrics(ctx.settings, run_log.logger)
     run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,
                        " (FAILED)" if report.failed else "")
     settings = ctx.settings.mail

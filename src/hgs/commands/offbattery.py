@@ -1,7 +1,7 @@
 """hgs offbattery: the power is back; once it is stable, wake the hosts and start exactly
 the VMs that were running. Also the boot-time resume: with nothing shut down, it does nothing."""
 
-from hgs.commands._flow import add_flow_arguments, hand_off, mail_report, start_flow_log
+from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
 
 LOCK_WAIT_S = 4 * 3600.0  # a running outage flow finishes first; every step of it is bounded
 
@@ -22,6 +22,7 @@ def run(ctx):
         return 0
     run_log = start_flow_log(ctx)
     log = run_log.logger
+    hook_notice(ctx, run_log, "power_back")
     lock = SiteLock(settings.paths.lock_dir)
     if not args.dry_run and not lock.acquire(kind="restore"):
         pid, kind = lock.holder()
@@ -38,6 +39,7 @@ def run(ctx):
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run,
                                               escalated=(lambda: False) if args.dry_run else lock.escalated)
     report = Report("restore (dry run)" if args.dry_run else "restore", run_log.run_id)
+    watch(ctx, report, run_log)
     flow = RestoreFlow(deps, report)
     for connection in connections.values():
         connection.interrupt = flow.stop_reason  # power lost or doshutdown cuts a waiting xe call too

@@ -1,6 +1,6 @@
 """hgs onbattery: the power failed; confirm it, then bring the site down cleanly."""
 
-from hgs.commands._flow import add_flow_arguments, hand_off, mail_report, start_flow_log
+from hgs.commands._flow import add_flow_arguments, hand_off, hook_notice, mail_report, start_flow_log, watch
 
 LOCK_WAIT_S = 600.0  # a restore checks the power between steps; a step is bounded by its own deadline
 
@@ -9,8 +9,36 @@ def add_arguments(parser):
     add_flow_arguments(parser)
 
 
+def take_lock(lock, log, wait_s=LOCK_WAIT_S):
+    """Takes the site lock for the outage flow. Returns (go on?, exit code if not, fault text).
+
+    Another outage flow holding it: this event merges into it (exit 0). A restore holding it:
+    it stops at its next step and this flow waits for it. A lock that cannot be taken at all
+    (disk full, permissions) never stops the protective flow: it runs unlocked and says so.
+    """
+    from hgs.lock import LockError
+
+    try:
+        if lock.acquire(kind="outage"):
+            return True, None, None
+        pid, kind = lock.holder()
+        if kind != "restore":
+            log.info("an outage flow is already running (pid %s): this onbattery event merges into it", pid)
+            return False, 0, None
+        log.info("a restore is running (pid %s): it stops at its next step; the outage flow takes over", pid)
+        if lock.acquire(wait_s=wait_s, kind="outage"):
+            return True, None, None
+        log.error("the restore (pid %s) did not stop within %.0f s; this outage flow gives up", pid, wait_s)
+        return False, 1, None
+    except LockError as err:
+        log.error("%s: the outage flow runs WITHOUT the site lock (the hardware comes first); another flow "
+                  "may run at the same time", err)
+        return True, None, f"{err}; the flow ran without the site lock"
+
+
 def run(ctx):
     from hgs import runtime
+    from hgs.errors import HgsError
     from hgs.flows.outage import OutageFlow
     from hgs.flows.report import Report
     from hgs.lock import SiteLock
@@ -21,22 +49,21 @@ def run(ctx):
         return 0
     run_log = start_flow_log(ctx)
     log = run_log.logger
+    hook_notice(ctx, run_log, "power_lost")
     lock = SiteLock(settings.paths.lock_dir)
+    lock_fault = None
     if not args.dry_run:
-        if not lock.acquire(kind="outage"):
-            pid, kind = lock.holder()
-            if kind != "restore":
-                log.info("an outage flow is already running (pid %s): this onbattery event merges into it", pid)
-                return 0
-            log.info("a restore is running (pid %s): it stops at its next step; the outage flow takes over", pid)
-            if not lock.acquire(wait_s=LOCK_WAIT_S, kind="outage"):
-                log.error("the restore (pid %s) did not stop within %.0f s; this outage flow gives up", pid, LOCK_WAIT_S)
-                return 1
+        go_on, code, lock_fault = take_lock(lock, log)
+        if not go_on:
+            return code
         lock.clear_escalation()
     log.info("onbattery: the UPS reported a power failure%s", " (dry run)" if args.dry_run else "")
     deps, mailer, connections = runtime.build(settings, log, dry_run=args.dry_run, escalated=lock.escalated)
     report = Report("outage (dry run)" if args.dry_run else "outage", run_log.run_id)
+    watch(ctx, report, run_log)
     flow = OutageFlow(deps, report)
+    if lock_fault:
+        flow.fault("the site lock", HgsError(lock_fault))
     try:
         if args.dry_run:
             try:
@@ -45,15 +72,22 @@ def run(ctx):
                          status.state.value, settings.timings.confirm_outage_s)
             except Exception as err:  # a rehearsal goes on without the UPS, and says so
                 log.warning("dry run: the UPS cannot be read (%s); the confirmation is treated as passed", err)
-        flow.run(confirm=not args.dry_run)
+        try:
+            flow.run(confirm=not args.dry_run)
+        except Exception as err:  # flow.run records its phases' faults itself: this is a last net
+            flow.fault("the outage flow", err)
+            report.finish("failed", failed=True)
     finally:
         for connection in connections.values():
-            connection.close()
+            try:
+                connection.close()
+            except Exception:  # closing a dead connection: nothing to do
+                pass
         lock.release()
-    if args.dry_run and getattr(flow, "plan_lines", None):
+    if args.dry_run and flow.plan_lines:
         ctx.out("Dry run: the outage flow would do this (times from the start of the shutdown):")
         for line in flow.plan_lines:
             ctx.out(line)
     mail_report(ctx, report, mailer, run_log)
     ctx.out(report.summary().rstrip())
-    return 1 if report.failed else 0
+    return report.exit_code()

@@ -1,4 +1,5 @@
-"""hgs status: the UPS, each host, the VMs, the current phase and the last runs (or --json)."""
+"""hgs status: the UPS, each host and its VMs by name, the current phase, where each VM of the
+snapshot stands during an outage or a restore, and the last runs (or --json)."""
 
 import json
 import os
@@ -10,7 +11,10 @@ STATUS_BUDGET_S = 6.0
 
 
 def add_arguments(parser):
-    parser.add_argument("--json", action="store_true", help="print one JSON object (for monitoring)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object (for monitoring)")
+    output.add_argument("--prometheus", action="store_true",
+                        help="print metrics in Prometheus's text exposition format (UPS, hosts, phase, last runs)")
     parser.add_argument("--ups-only", action="store_true", help="only ask the UPS daemon (no SSH to the hosts)")
 
 
@@ -46,9 +50,10 @@ def phase_report(settings):
     except HgsError as err:
         phase, error, snapshot = None, str(err), {}
     pid, kind = running_flow(SiteLock(settings.paths.lock_dir))
+    stands = snapshot_stands(settings, state if error is None else {}, pid)
     runs = [{"id": r.get("id"), "command": r.get("command"), "result": r.get("result"), "failed": r.get("failed"),
              "ended": r.get("ended")} for r in history.recent(settings.paths.state_dir, 5)]
-    return {"phase": phase, "state_error": error, "snapshot_vms": len(snapshot.get("vms", {})),
+    return {"phase": phase, "state_error": error, "snapshot_vms": len(snapshot.get("vms", {})), "snapshot": stands,
             "running_flow": {"pid": pid, "kind": kind} if pid else None, "last_runs": runs}
 
 
@@ -74,6 +79,79 @@ def running_flow(lock):
     return None, None
 
 
+OUTAGE_KINDS = ("outage", "forced shutdown")
+
+
+def snapshot_stands(settings, state, running_pid):
+    """Given the state (phase, snapshot) and the running flow's pid, returns one dict per VM of
+    the snapshot: its name, host, order and where it stands, from the flow's progress file."""
+    from hgs import progress as progressmod
+    from hgs.state import RESTORING
+
+    snapshot = state.get("snapshot") or {}
+    phase = state.get("phase")
+    if not snapshot.get("vms"):
+        return []
+    progress = progressmod.read(settings.paths.state_dir)
+    restoring = phase == RESTORING or (progress is not None and running_pid == progress.get("pid")
+                                       and progress.get("kind") == "restore")
+    wanted = ("restore",) if restoring else OUTAGE_KINDS
+    items = {}
+    if progress is not None and progress.get("kind") in wanted and (
+            running_pid is None or running_pid == progress.get("pid")):
+        items = {item["name"]: item for item in progress.get("vms", [])}
+    pending = state.get("restore_pending")
+    hosts = snapshot.get("hosts", {})
+    out = []
+    for vm in sorted(snapshot["vms"].values(), key=lambda v: (-v.get("order", 0), v["name"])):
+        item = items.get(vm["name"])
+        if item is not None:
+            stands = _stand(item, restoring)
+        elif restoring:
+            stands = "to start" if pending is None or vm["uuid"] in pending else "its start group is done"
+        elif phase == "site_down":
+            stands = "down"
+        else:
+            stands = "running: to shut down"
+        out.append({"name": vm["name"], "uuid": vm["uuid"], "host": hosts.get(vm.get("host"), {}).get("name"),
+                    "order": vm.get("order", 0), "tools": vm.get("tools", True), "stands": stands,
+                    "outcome": item["outcome"] if item else None, "seconds": item.get("seconds") if item else None})
+    return out
+
+
+OUTAGE_WORDS = {"clean": "down: clean shutdown", "forced": "down: forced", "reset": "down: power state reset",
+                "already halted": "down: was already halted", "gone": "gone: no longer exists"}
+RESTORE_WORDS = {"started": "running: started", "already running": "running: was already running"}
+
+
+def _stand(item, restoring):
+    """Says where a VM stands from its outcome in the flow's report."""
+    outcome = item["outcome"]
+    label = (RESTORE_WORDS if restoring else OUTAGE_WORDS).get(outcome, outcome)
+    took = "" if item.get("seconds") is None else f" in {item['seconds']:.1f} s"
+    detail = f" ({item['detail']})" if item.get("detail") and label == outcome else ""
+    return f"{label}{took}{detail}"
+
+
+def host_groups(settings, hosts):
+    """Returns {vm uuid: shutdown group number (1 = first)} for the VMs running on the reachable hosts."""
+    from hgs.flows import plan
+
+    running = {vm["uuid"]: vm for host in hosts for vm in host.get("running") or []}
+    groups = plan.build_groups(list(running.values()), settings.vms)
+    return {vm["uuid"]: index for index, group in enumerate(groups, 1) for vm in group}
+
+
+def _article(word):
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _vm_line(vm):
+    tools = "tools" if vm["tools"] else "NO TOOLS (forced)"
+    group = f", shutdown group {vm['group']}" if vm.get("group") else ""
+    return f"    {vm['name']}: {vm['power_state']}, {tools}, order {vm['order']}{group}"
+
+
 def run(ctx):
     from hgs.inspect import inspect_site
     from hgs.log import RunLog
@@ -86,13 +164,21 @@ def run(ctx):
         log = RunLog("status", stderr=ctx.stderr).logger
         report["hosts"] = inspect_site(settings.hosts, log, min(STATUS_CONNECT_S, settings.timings.ssh_connect_timeout_s),
                                        min(STATUS_XE_S, settings.timings.xe_timeout_s), STATUS_BUDGET_S)
+        groups = host_groups(settings, report["hosts"])
         for host in report["hosts"]:
             host.pop("running", None)
+            for vm in host.get("vms") or []:
+                vm["group"] = groups.get(vm["uuid"])
         report.update(phase_report(settings))
     report["took_s"] = round(time.monotonic() - started, 2)
     failed = ups["error"] is not None or any(not h["reachable"] for h in report.get("hosts", []))
     if ctx.args.json:
         ctx.out(json.dumps(report, indent=2, sort_keys=True))
+        return 1 if failed else 0
+    if ctx.args.prometheus:
+        from hgs import metrics
+
+        ctx.stdout.write(metrics.from_status(report, metrics.last_runs(settings.paths.state_dir)))
         return 1 if failed else 0
     if status:
         ctx.out(f"UPS ({status.daemon} at {status.address}): {status.state.value}")
@@ -103,12 +189,19 @@ def run(ctx):
         ctx.out(f"UPS ({ups['daemon']} at {ups['address']}): cannot be read")
         ctx.out(f"  {ups['error']}")
     for host in report.get("hosts", []):
-        if host["reachable"]:
+        if host["reachable"] and host.get("error"):  # it answered, then a later xe call failed
+            ctx.out(f"host {host['name']} ({host['address']}): reachable, but {host['error_kind']} failed")
+            ctx.out(f"  {host['error']}")
+        elif host["reachable"]:
             role = "master" if host.get("master") else "member" if host.get("master") is False else "?"
             ctx.out(f"host {host['name']} ({host['address']}): reachable, {role}, "
                     f"{'enabled' if host.get('enabled') else 'DISABLED'}, pool HA {'on' if host.get('ha_enabled') else 'off'}")
             ctx.out(f"  VMs: {host['vms_running']} running here, {host['vms_halted']} halted in the pool"
                     + (f"; without tools (would be forced): {', '.join(host['no_tools'])}" if host["no_tools"] else ""))
+            for vm in host.get("vms") or []:
+                ctx.out(_vm_line(vm))
+            if host.get("master") and host.get("halted"):
+                ctx.out(f"    halted in the pool: {', '.join(host['halted'])}")
         else:
             ctx.out(f"host {host['name']} ({host['address']}): NOT REACHABLE ({host['error_kind']})")
             ctx.out(f"  {host['error']}")
@@ -116,9 +209,13 @@ def run(ctx):
         flow = report["running_flow"]
         ctx.out(f"phase: {report['phase'] or 'unknown'}"
                 + (f" ({report['snapshot_vms']} VMs in the snapshot)" if report["snapshot_vms"] else "")
-                + (f"; a {flow['kind']} flow is running (pid {flow['pid']})" if flow else ""))
+                + (f"; {_article(flow['kind'])} {flow['kind']} flow is running (pid {flow['pid']})" if flow else ""))
         if report["state_error"]:
             ctx.out(f"  {report['state_error']}")
+        if report["snapshot"]:
+            ctx.out("  the snapshot's VMs (what hgs shut down and brings back):")
+            for vm in report["snapshot"]:
+                ctx.out(f"    {vm['name']} (on {vm['host'] or '?'}, order {vm['order']}): {vm['stands']}")
         for item in report["last_runs"]:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["ended"])) if item.get("ended") else "?"
             ctx.out(f"  run {item['id']} {item['command']}: {item['result']}{' (FAILED)' if item['failed'] else ''}, {when}")

@@ -3,6 +3,7 @@
 Pure functions over plain data, so they are tested with tables.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from hgs.text import shown
@@ -91,3 +92,13 @@ def timeline(groups, host_order, b, runtime_s):
                  + ("" if b.available_s is None else f" ({b.available_s:.0f} s after the reserve)"))
     lines += [f"  note: {n}" for n in b.notes]
     return lines
+
+
+def escalated_timings(timings):
+    """Returns the Timings a doshutdown flow runs with: each remote wait (connect, xe call,
+    forced shutdown) cut to an eighth of TIMINGS['doshutdown_bound_s'], and no retry window for
+    a host that does not answer, so the hosts are sent down well within the bound."""
+    cut = max(1.0, timings.doshutdown_bound_s / 8)
+    return dataclasses.replace(timings, xe_timeout_s=min(timings.xe_timeout_s, cut),
+                               ssh_connect_timeout_s=min(timings.ssh_connect_timeout_s, cut),
+                               vm_force_timeout_s=min(timings.vm_force_timeout_s, cut), unreachable_retry_s=0.0)

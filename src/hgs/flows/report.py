@@ -1,4 +1,9 @@
-"""What a run did, for the mail's summary and the run history."""
+"""What a run did, for the mail's summary, the run history, the notices and `hgs status`.
+
+Whoever runs a flow may set ``on_event`` (callable(event, summary): a notice such as
+outage_confirmed) and ``on_change`` (callable(report): after each VM, host or result), so the
+flows stay free of notice and progress plumbing; a failing listener never stops a flow.
+"""
 
 import time
 from dataclasses import dataclass, field
@@ -30,6 +35,25 @@ class Report:
     vms: list = field(default_factory=list)
     hosts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    faults: list = field(default_factory=list)  # "where: what" of every fault the run met, in order
+    recovered: int = 0  # how many of them a retry or a fallback overcame
+    on_event: object = field(default=None, repr=False, compare=False)
+    on_change: object = field(default=None, repr=False, compare=False)
+
+    def event(self, name, summary):
+        """Tells the listener that ``name`` happened (a notice); never raises."""
+        if self.on_event is not None:
+            try:
+                self.on_event(name, summary)
+            except Exception:  # a notice must never stop a flow
+                pass
+
+    def _changed(self):
+        if self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception:  # progress for `hgs status` must never stop a flow
+                pass
 
     def fact(self, text):
         self.lines.append(text)
@@ -37,15 +61,34 @@ class Report:
     def vm(self, name, outcome, seconds=None, detail="", failed=False):
         self.vms.append(Item(name, outcome, seconds, detail))
         self.failed |= failed
+        self._changed()
 
     def host(self, name, outcome, seconds=None, detail="", failed=False):
         self.hosts.append(Item(name, outcome, seconds, detail))
         self.failed |= failed
+        self._changed()
+
+    def fault(self, where, text, recovered=False):
+        """Records a fault: in the notes (so the mail and the run history name it) and, unless a
+        retry or a fallback overcame it, as a failure of the run."""
+        line = f"{where}: {text}"
+        self.faults.append(line)
+        if recovered:
+            self.recovered += 1
+            self.notes.append(f"fault (recovered): {line}")
+        else:
+            self.failed = True
+            self.notes.append(f"FAULT: {line}")
+
+    def exit_code(self):
+        """Returns the exit code of the command that ran this flow: 1 when anything failed."""
+        return 1 if self.failed else 0
 
     def finish(self, result, failed=None):
         self.result = result
         if failed is not None:
             self.failed |= failed
+        self._changed()
 
     def subject(self):
         status = "FAILED" if self.failed else "ok"

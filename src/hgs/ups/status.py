@@ -5,8 +5,11 @@ battery.runtime in seconds). The flows only ever see ``UpsStatus``.
 """
 
 import enum
+import math
 import re
 from dataclasses import dataclass
+
+from hgs.errors import UpsError
 
 
 class UpsState(enum.Enum):
@@ -98,11 +101,21 @@ def nut_state(status_text):
     return UpsState.UNKNOWN
 
 
+def _usable(value, name, text, daemon, address):
+    """Returns ``value`` when it is a finite number (or None); raises UpsError naming the field."""
+    if value is not None and not math.isfinite(value):
+        raise UpsError(f"{daemon} at {address}: {name} {text.strip()[:40]!r} is not a number hgs can use")
+    return value
+
+
 def from_apcupsd(fields, address):
-    """Given the NIS records as a dict, returns UpsStatus (TIMELEFT minutes -> seconds)."""
+    """Given the NIS records as a dict, returns UpsStatus (TIMELEFT minutes -> seconds).
+
+    Raises UpsError for a value no UPS reports (e.g. a 400-digit number)."""
     status_text = fields.get("STATUS", "").strip()
     state = apcupsd_state(status_text, fields.get("STATFLAG"))
     charge, _ = leading_number(fields.get("BCHARGE"))
+    _usable(charge, "BCHARGE", fields.get("BCHARGE", ""), "apcupsd", address)
     runtime, unit = leading_number(fields.get("TIMELEFT"))
     if runtime is not None:
         if unit.startswith("sec"):
@@ -111,14 +124,18 @@ def from_apcupsd(fields, address):
             runtime *= 3600
         else:  # apcupsd reports minutes
             runtime *= 60
-        runtime = int(round(runtime))
+        runtime = int(round(_usable(runtime, "TIMELEFT", fields.get("TIMELEFT", ""), "apcupsd", address)))
     return UpsStatus(state, charge, runtime, status_text or fields.get("STATFLAG", ""), "apcupsd", address)
 
 
 def from_nut(variables, address):
-    """Given upsd's variables as a dict, returns UpsStatus (battery.runtime is in seconds)."""
+    """Given upsd's variables as a dict, returns UpsStatus (battery.runtime is in seconds).
+
+    Raises UpsError for a value no UPS reports (e.g. a 400-digit number)."""
     status_text = variables.get("ups.status", "").strip()
     charge, _ = leading_number(variables.get("battery.charge"))
+    _usable(charge, "battery.charge", variables.get("battery.charge", ""), "nut", address)
     runtime, _ = leading_number(variables.get("battery.runtime"))
+    _usable(runtime, "battery.runtime", variables.get("battery.runtime", ""), "nut", address)
     return UpsStatus(nut_state(status_text), charge, None if runtime is None else int(round(runtime)),
                      status_text, "nut", address)

@@ -29,6 +29,8 @@ class DeadlineConnection:
             raise self.error(f"no connection within {timeout_s:g} s") from None
         except OSError as err:
             raise self.error(f"cannot connect ({err.strerror or err}); is the daemon running?") from None
+        except (ValueError, OverflowError) as err:  # an address or port no socket takes (e.g. a 70-char label)
+            raise self.error(f"cannot connect to this address ({err})") from None
 
     def error(self, message):
         return UpsError(f"{self.what}: {message}")
