@@ -103,7 +103,12 @@ class Run:
                    threading.Thread(target=self._stamp, args=(proc.stderr,), daemon=True)]
         for reader in readers:
             reader.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # stopped: leave no hgs running against a site about to go away
+            proc.kill()
+            proc.wait()
+            raise
         end = time.time()
         for reader in readers:
             reader.join(10)
@@ -237,7 +242,7 @@ def median_run(function, runs):
     return chosen
 
 
-def bench_outage(scenario, front_door, folder, confirm_s=0):
+def bench_outage(scenario, front_door, folder, confirm_s):
     run = Run(folder, scenario, outage_timings(confirm_s), front_door)
     try:
         result = run.hgs("onbattery")
@@ -399,7 +404,9 @@ def report(args, front_door, figures, load_before, load_after):
         f"Python {platform.python_version()}. Front door: "
         + ("a real OpenSSH sshd on loopback in front of the simulated xe" if front_door == "openssh"
            else "the in-process SSH server (paramiko) in front of the simulated xe")
-        + f" (one simulator process per site, a C `xe` client per call). Time scale {args.scale:g}. "
+        + f" (one simulator process per site, a C `xe` client per call). Time scale {args.scale:g}. Confirmation "
+        f"window (not counted: makespans start at its end) {args.confirm:g} s, {args.pool_confirm:g} s for the 10-host "
+        f"pools (hgs connects and reads the site meanwhile). "
         f"Each figure: median of {args.runs} runs. Written by `bench/flows.py` on {time.strftime('%Y-%m-%d %H:%M')} "
         f"(load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
         + ("; taken while the machine was loaded by other work: indicative figures" if loaded else "") + ").", "",
@@ -482,6 +489,10 @@ def main():
     parser.add_argument("--serial-scale", type=float, default=60,
                         help="time scale of the one-after-another comparison (default 60; hgs is rerun at it)")
     parser.add_argument("--serial-sizes", default="1,10,50")
+    parser.add_argument("--confirm", type=float, default=5,
+                        help="confirm_outage_s of the one-host outages (default 5; hgs reads the site meanwhile)")
+    parser.add_argument("--pool-confirm", type=float, default=10,
+                        help="confirm_outage_s of the 10-host outages (default 10)")
     parser.add_argument("--no-write", action="store_true", help="print the report, do not write bench/results.md")
     parser.add_argument("--output", default=str(REPO / "bench" / "results.md"))
     args = parser.parse_args()
@@ -504,7 +515,7 @@ def main():
             figures["shutdown"] = []
             for count in (int(s) for s in args.sizes.split(",")):
                 row = median_run(lambda: bench_outage(one_host(shutdown_times(count), args.scale), front_door,
-                                                      folder(f"s{count}")), args.runs)
+                                                      folder(f"s{count}"), args.confirm), args.runs)
                 figures["shutdown"].append((count, row))
                 print(f"shutdown {count:4d} VMs: ratio {row['ratio']:.3f} {row['ratios']}, over {row['over']:.2f} s "
                       f"{ {k: round(v, 2) for k, v in row['phases'].items()} }, hgs CPU {row['cpu_median']:.2f} s, "
@@ -512,8 +523,8 @@ def main():
                       f"{row['dom0_cpu']:.1f} s", flush=True)
         for key, per_host in (("pool", 100), ("pool500", 500)):
             if key in only:
-                row = median_run(lambda: bench_outage(pool(args.scale, 10, per_host), front_door, folder(key)),
-                                 args.runs)
+                row = median_run(lambda: bench_outage(pool(args.scale, 10, per_host), front_door, folder(key),
+                                                      args.pool_confirm), args.runs)
                 figures[key] = row
                 print(f"pool 10 x {per_host}: ratio {row['ratio']:.3f} {row['ratios']}, over {row['over']:.2f} s "
                       f"{ {k: round(v, 2) for k, v in row['phases'].items()} }, hgs CPU {row['cpu_median']:.2f} s, "
@@ -534,7 +545,8 @@ def main():
         if "serial" in only:
             figures["serial"] = []
             for count in (int(s) for s in args.serial_sizes.split(",")):
-                fast = bench_outage(one_host(shutdown_times(count), args.serial_scale), front_door, folder(f"p{count}"))
+                fast = bench_outage(one_host(shutdown_times(count), args.serial_scale), front_door, folder(f"p{count}"),
+                                    args.confirm)
                 slow = bench_serial(count, args.serial_scale, front_door, folder(f"q{count}"))
                 figures["serial"].append((count, slow, fast["makespan"]))
                 print(f"serial {count:4d} VMs: {slow:.1f} s vs hgs {fast['makespan']:.1f} s", flush=True)
