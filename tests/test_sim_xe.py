@@ -7,7 +7,7 @@ import pytest
 
 from hgs import xe as hxe
 from hgs.sim.site import SiteStore
-from hgs.sim.xe import ERRORS, Xe
+from hgs.sim.xe import ERRORS, VM_FIELDS, Xe
 
 SCENARIO = {
     "time_scale": 60,
@@ -75,6 +75,16 @@ def test_records_round_trip_through_hgs_parser(store):
     by_name = {r["name-label"]: r for r in records}
     assert by_name["web"]["order"] == "2" and by_name["notools"]["PV-drivers-detected"] == "false"
     assert by_name["off"]["resident-on"] == "<not in database>"
+
+
+def test_every_record_is_formatted_as_xe_formats_one(store):
+    from hgs.sim.xe import format_records
+
+    code, out, _ = xe(store, "vm-list", "params=all")
+    records = hxe.parse_records(out)
+    assert len(records) == 8 and code == 0
+    expected = format_records([[(f"{k} ({t:>3})", r[k]) for k, (t, _) in VM_FIELDS.items()] for r in records])
+    assert out == expected
 
 
 def test_vm_param_get_and_unknown_uuid(store):
@@ -212,16 +222,117 @@ def test_every_call_is_recorded(store):
     assert [(c["host"], c["argv"][0]) for c in calls] == [("xen1", "vm-list"), ("xen2", "host-disable")]
 
 
-def test_the_xe_program_speaks_the_same(store, tmp_path):
+@pytest.fixture
+def served(store):
+    """The site of ``store`` held by a simulator server process; yields (server, client)."""
+    from hgs.sim.server import SiteClient, SiteServerProcess
+
+    store.close()
+    server = SiteServerProcess(store.path)
+    try:
+        yield server, SiteClient(store.path)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["c-client", "python-client"])
+def test_the_xe_program_speaks_the_same(store, served, tmp_path, compiled):
     import subprocess
-    import sys
 
-    from hgs.sim.xe import write_xe_wrapper
+    from hgs.sim.xeclient import write_xe_wrapper
 
-    wrapper = write_xe_wrapper(str(tmp_path), store.path, "xen1")
+    expected = xe(store, "vm-list", "is-control-domain=false", f"params={hxe.VM_PARAMS}")[1]
+    wrapper = write_xe_wrapper(str(tmp_path), store.path, "xen1", compiled=compiled)
+    if compiled:
+        assert open(wrapper, "rb").read(4) == b"\x7fELF", "gcc is on this machine: the C client is used"
     result = subprocess.run([wrapper, "vm-shutdown", "uuid=" + uuid_of(store, "off")], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith(ERRORS["VM_BAD_POWER_STATE"][0])
-    assert sys.executable in open(wrapper).read()
+    assert result.stdout == ""
+    result = subprocess.run([wrapper, "vm-list", "is-control-domain=false", f"params={hxe.VM_PARAMS}"],
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
+    result = subprocess.run([wrapper, "no-such-command"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("Unknown command: no-such-command")
+    _, client = served
+    assert [c["argv"][0] for c in client.calls()][-3:] == ["vm-shutdown", "vm-list", "no-such-command"]
+
+
+def test_xe_without_its_simulator_refuses_the_connection(store, tmp_path):
+    import subprocess
+
+    from hgs.sim.xeclient import write_xe_wrapper
+
+    wrapper = write_xe_wrapper(str(tmp_path), store.path, "xen1")  # no server runs for this site
+    result = subprocess.run([wrapper, "vm-list"], capture_output=True, text=True)
+    assert result.returncode == 1 and "Connection refused" in result.stderr
+
+
+def test_a_client_that_goes_away_cancels_a_hung_call_but_not_a_started_task(store, served, tmp_path):
+    import subprocess
+
+    from hgs.sim.xeclient import write_xe_wrapper
+
+    server, client = served
+    wrapper = write_xe_wrapper(str(tmp_path), store.path, "xen1")
+    web, deaf = uuid_of(store, "web"), uuid_of(store, "a,b\\c")
+    # a started task (60 simulated s = 1 s) goes on in the site when its client is killed
+    proc = subprocess.Popen([wrapper, "vm-shutdown", f"uuid={web}"])
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    # a call still hanging before it runs (an injected fault) never runs once its client is gone
+    client.set_fault("vm-shutdown", 1.0)
+    proc = subprocess.Popen([wrapper, "vm-shutdown", f"uuid={deaf}"])
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    time.sleep(1.2)
+    states = {v["uuid"]: v["power_state"] for v in client.read()["vms"].values()}
+    assert states[web] == "halted" and states[deaf] == "running"
+
+
+def test_the_server_keeps_the_site_in_its_file(store, served):
+    from hgs.sim.site import SiteStore
+
+    server, client = served
+    client.power_off("xen2")
+    with client.transaction() as state:
+        state["pool"]["name"] = "renamed"
+    server.stop()
+    saved = SiteStore.load(store.path).read()
+    assert saved["pool"]["name"] == "renamed"
+    assert [h["power"] for h in saved["hosts"].values() if h["name"] == "xen2"] == ["off"]
+
+
+def test_a_call_costs_little_cpu_with_a_thousand_vms(tmp_path):
+    """The simulator must not be what a large-pool benchmark measures."""
+    import os
+    import subprocess
+
+    from hgs.sim.server import SiteServerProcess
+    from hgs.sim.xeclient import write_xe_wrapper
+
+    scenario = {"hosts": [{"name": "xen1"}], "vms": [{"name": f"vm{i:04d}"} for i in range(1000)]}
+    big = SiteStore.create(tmp_path / "big.json", scenario)
+    one = next(u for u, v in big.state["vms"].items() if not v["control_domain"])
+    big.close()
+    server = SiteServerProcess(big.path)
+    try:
+        wrapper = write_xe_wrapper(str(tmp_path), big.path, "xen1")
+        before = server.cpu_seconds()
+        client_cpu = 0.0
+        for _ in range(20):
+            proc = subprocess.Popen([wrapper, "vm-param-get", f"uuid={one}", "param-name=power-state"],
+                                    stdout=subprocess.PIPE)
+            out = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.stdout.close()
+            assert status == 0 and out == b"running\n"
+            client_cpu += usage.ru_utime + usage.ru_stime
+        per_call_ms = (server.cpu_seconds() - before + client_cpu) / 20 * 1000
+    finally:
+        server.stop()
+    assert per_call_ms < 5, f"{per_call_ms:.1f} ms of CPU per call"
 
 
 def test_magic_packets_are_parsed_strictly():

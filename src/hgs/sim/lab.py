@@ -1,7 +1,8 @@
 """A whole simulated site on loopback, ready for hgs: the thing tests, benchmarks and the
 demo stand up.
 
-``SimSite`` creates the site store from a scenario, gives every host a front door (the
+``SimSite`` creates the site from a scenario and starts its simulator server (one process
+holding the site in memory; every host's `xe` is a small client of it), gives every host a front door (the
 in-process SSH server, or a real OpenSSH sshd when ``front_door="openssh"``), an SSH key
 for hgs and a pinned known_hosts file, a Wake-on-LAN listener, and a power watcher that
 closes a host's door when it powers off and reopens it when it has booted. ``config_text``
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from hgs.sim import site as sitemod
 from hgs.sim.power import PowerWatcher, WolListener
-from hgs.sim.xe import write_xe_wrapper
+from hgs.sim.server import SiteClient, SiteServerProcess
+from hgs.sim.xeclient import write_xe_wrapper
 
 SSHD = "/usr/sbin/sshd"
 
@@ -82,6 +84,7 @@ class _OpenSshDoor:
         self.known_hosts_line = f"{name} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
         self.proc = None
         self.starts = 0
+        self.spent_cpu_s = 0.0  # CPU of sshd runs that ended (their sessions and the commands run)
         os.makedirs("/run/sshd", exist_ok=True)
         self.up()
 
@@ -96,8 +99,15 @@ class _OpenSshDoor:
         self.starts += 1
         _wait_port(self.port, 5, self.address)
 
+    @property
+    def cpu_seconds(self):
+        """CPU seconds used by this host's sshd, its sessions and every command they ran, so far."""
+        running = self.proc is not None and self.proc.poll() is None
+        return self.spent_cpu_s + (tree_cpu_seconds(self.proc.pid) if running else 0.0)
+
     def down(self):
         if self.proc is not None and self.proc.poll() is None:
+            self.spent_cpu_s += tree_cpu_seconds(self.proc.pid)
             # The whole process group: the listener and every session it forked (a power cut).
             try:
                 os.killpg(self.proc.pid, 15)
@@ -117,6 +127,31 @@ class _OpenSshDoor:
 
     def stop(self):
         self.down()
+
+
+def tree_cpu_seconds(pid):
+    """Returns the CPU seconds of ``pid`` and its live descendants, with the children each has
+    reaped (from /proc; 0 for a process that is gone)."""
+    parents, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(f) for f in fields[11:15])
+    children = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(children.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ip(*args):
@@ -223,12 +258,24 @@ def _free_port():
 class SimSite:
     """A simulated site in ``workdir`` from ``scenario`` (a dict or a TOML path)."""
 
-    def __init__(self, workdir, scenario, front_door="inprocess", wol_drop_first=0):
+    def __init__(self, workdir, scenario, front_door="inprocess", wol_drop_first=0, compiled_xe=True):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.store = sitemod.SiteStore.create(self.workdir / "site.json", scenario)
+        site_path = self.workdir / "site.json"
+        sitemod.SiteStore.create(site_path, scenario).close()
+        self.server = SiteServerProcess(site_path)
+        self.store = SiteClient(site_path)
         self.front_door = front_door
-        state = self.store.read()
+        self.compiled_xe = compiled_xe
+        self.doors = {}
+        try:
+            self._start(wol_drop_first)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _start(self, wol_drop_first):
+        state = self.store.read_hosts()
         self.hosts = {h["name"]: h for h in state["hosts"].values()}
         self.key_file = self.workdir / "id_hgs"
         public = self._client_key()
@@ -253,7 +300,7 @@ class SimSite:
             folder = self.workdir / "hosts" / name
             bin_dir = folder / "bin"
             bin_dir.mkdir(parents=True, exist_ok=True)
-            write_xe_wrapper(str(bin_dir), str(self.store.path), name)
+            write_xe_wrapper(str(bin_dir), str(self.store.path), name, compiled=self.compiled_xe)
             self.bin_dirs[name] = bin_dir
             if front_door == "netns":
                 self.doors[name] = _NamespaceDoor(folder, bin_dir, public, len(self.doors), self.store.path,
@@ -318,3 +365,4 @@ class SimSite:
             door.stop()
         if any(isinstance(d, _NamespaceDoor) for d in self.doors.values()):
             subprocess.run(["ip", "route", "del", "blackhole", _NamespaceDoor.RANGE], capture_output=True)
+        self.server.stop()

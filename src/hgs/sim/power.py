@@ -82,19 +82,27 @@ class PowerWatcher:
         self.thread.start()
 
     def _look(self):
-        state = self.store.read()
+        """Reports the changes; returns the real seconds until the next known host power change."""
+        state = self.store.read_hosts()
         for host in state["hosts"].values():
             now = sitemod.host_phase(state, host) in ("starting", "up")
             if self.reachable.get(host["name"]) != now:
                 self.reachable[host["name"]] = now
                 self.on_change(host["name"], now)
+        due = [h["shutdown_at"] for h in state["hosts"].values() if h["shutdown_at"] is not None]
+        due += [h["boot_at"] + h["boot_s"] for h in state["hosts"].values() if h["boot_at"] is not None]
+        now = sitemod.sim_now(state)
+        return min((sitemod.real_seconds(state, t - now) for t in due if t > now), default=None)
 
     def _run(self):
-        while not self._stop.wait(self.interval_s):
+        wait_s = self.interval_s
+        while not self._stop.wait(wait_s):
             try:
-                self._look()
+                until = self._look()
             except Exception:  # a watcher must outlive one bad read (e.g. during teardown)
-                continue
+                until = None
+            # a change the site already knows of is met on time; others are found by polling
+            wait_s = self.interval_s if until is None else min(self.interval_s, until + 0.001)
 
     def stop(self):
         self._stop.set()
@@ -114,7 +122,9 @@ def main(argv=None):
     parser.add_argument("--drop-first", type=int, default=0)
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    listener = WolListener(sitemod.SiteStore(args.site), host, int(port), drop_first=args.drop_first)
+    from hgs.sim.server import SiteClient
+
+    listener = WolListener(SiteClient(args.site), host, int(port), drop_first=args.drop_first)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     seen = 0

@@ -7,16 +7,14 @@ escaped. Errors print xapi's description text, then one ``param: value`` line pe
 parameter, on stderr, and exit 1. ``vm-shutdown`` and ``vm-start`` block for the VM's
 simulated time. Every call is recorded in the site's call log.
 
-Run as a program: ``python -m hgs.sim.xe --site SITE.json --host NAME ARGS...`` (the
-wrapper that ``write_xe_wrapper`` puts on an sshd's PATH does exactly that).
+``Xe`` runs in the process that holds the site: the simulator server (hgs.sim.server), which
+the small `xe` client on each simulated host's PATH calls, or a test.
 """
 
 import contextlib
-import os
-from functools import partial
-import stat
-import sys
+import threading
 import time
+from functools import partial
 
 from hgs.sim import site as sitemod
 
@@ -196,15 +194,15 @@ def _list(state, call, objects, fields, default, kind):
     names = list(fields) if params == "all" else (params.split(",") if params else list(default))
     if call.minimal:
         return format_minimal([fields["uuid"][1](state, o) for o in chosen])
-    records = []
-    for obj in chosen:
-        record = []
-        for name in names:
-            if name in fields:
-                tag, getter = fields[name]
-                record.append((f"{name} ({tag:>3})", getter(state, obj)))
-        records.append(record)
-    return format_records(records)
+    keys = [(f"{name} ({fields[name][0]:>3})", fields[name][1]) for name in names if name in fields]
+    if not keys:
+        return format_records([[] for _ in chosen])
+    # every record has the same keys: pad them once (as format_records does for each record)
+    width = 4 + max(len(key) for key, _ in keys)
+    prefixes = [key.ljust(width) + ": " if index == 0 else key.rjust(width) + ": " for index, (key, _) in enumerate(keys)]
+    getters = [getter for _, getter in keys]
+    pairs = list(zip(prefixes, getters))
+    return "".join("".join(prefix + getter(state, obj) + "\n" for prefix, getter in pairs) + "\n" for obj in chosen)
 
 
 def _param_get(state, call, objects, fields, kind):
@@ -223,6 +221,11 @@ def _param_get(state, call, objects, fields, kind):
 def _vm_selection(state, call):
     """Returns the uuids of the VMs a vm-op selects (uuid=, vm=, or field filters)."""
     params = {k: v for k, v in call.params.items() if k not in ("force", "multiple", "on", "params")}
+    if list(params) == ["uuid"]:  # the usual call: one VM by uuid, looked up directly
+        vm = state["vms"].get(params["uuid"])
+        if vm is None or vm["control_domain"]:
+            raise XeUsage("No matching VMs found")
+        return [vm["uuid"]]
     guests = [v for v in state["vms"].values() if not v["control_domain"]]
     if "vm" in params:
         key = params.pop("vm")
@@ -246,13 +249,18 @@ def _host_selection(state, call):
 
 
 class Xe:
-    """Runs xe commands as if typed on ``host_name``; ``cancelled()`` ends a blocking wait."""
+    """Runs xe commands as if typed on ``host_name`` against ``store`` (a SiteStore);
+    ``cancel()`` (the client went away) ends a blocking wait at once."""
 
-    def __init__(self, store, host_name, cancelled=lambda: False, poll_s=0.05):
+    def __init__(self, store, host_name):
         self.store = store
         self.host_name = host_name
-        self.cancelled = cancelled
-        self.poll_s = poll_s
+        self.gone = False
+        self.wakeup = threading.Event()  # set by cancel() and by a watched VM's power change
+
+    def cancel(self):
+        self.gone = True
+        self.wakeup.set()
 
     def run(self, argv):
         """Returns (exit status, stdout text, stderr text)."""
@@ -277,7 +285,7 @@ class Xe:
         """A site transaction; the first one of a call also checks the host's toolstack (an
         injected hang is played outside the lock, then a fresh transaction follows)."""
         hang_s = 0
-        with self.store.transaction() as state:
+        with self.store.transaction(changes=self.call.command in CHANGING) as state:
             if not self._checked:
                 self._check_toolstack(state)
                 self._checked = True
@@ -286,7 +294,7 @@ class Xe:
                 yield state
                 return
         self._sleep(hang_s)
-        with self.store.transaction() as state:
+        with self.store.transaction(changes=self.call.command in CHANGING) as state:
             yield state
 
     def _check_toolstack(self, state):
@@ -364,6 +372,7 @@ class Xe:
             if host["quirk"] == "ignores_shutdown" or host["shutdown_at"] is not None:
                 return
             host["shutdown_at"] = sitemod.sim_now(state) + host["shutdown_s"]
+            self.store.due_changed.set()
             # xapi evacuates the host: running guests move to another live, enabled host if any.
             others = [h for h in state["hosts"].values()
                       if h is not host and h["enabled"] and h["shutdown_at"] is None
@@ -381,6 +390,7 @@ class Xe:
             for vm_uuid in _vm_selection(state, call):
                 vm = state["vms"][vm_uuid]
                 vm.update(power_state="halted", resident_on=None, busy_until=None, busy=None, busy_fails=False)
+                self.store.touch(vm_uuid)
 
     def cmd_vm_shutdown(self, call):
         force = call.flag("force")
@@ -488,6 +498,7 @@ class Xe:
             op = "clean_shutdown"
         # the task runs in "xapi" (the site state): it completes even if this client goes away
         vm.update(busy=op, busy_until=until, busy_fails=outcome is not None)
+        self.store.due(until, vm_uuid)
         return sitemod.real_seconds(state, until - now), outcome
 
     def _end_shutdown(self, vm_uuid, wait_s, outcome):
@@ -508,6 +519,7 @@ class Xe:
         target = self._start_host(state, vm, on)
         until = now + vm["start_s"]
         vm.update(busy="start", busy_until=until, busy_host=target, busy_fails=False)
+        self.store.due(until, vm_uuid)
         return sitemod.real_seconds(state, until - now)
 
     @staticmethod
@@ -530,57 +542,30 @@ class Xe:
 
     def _sleep(self, seconds):
         deadline = time.monotonic() + seconds
-        parent = os.getppid()
-        while time.monotonic() < deadline:
-            if self.cancelled() or os.getppid() != parent:
-                raise _Cancelled()
-            time.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
-
-    def _wait(self, vm_uuid, wait_s, wanted):
-        """Sleeps ``wait_s`` real seconds, returning early once the VM's power state becomes
-        ``wanted`` by other means (a force, a reset, a power cut): polled from its marker file,
-        without the site lock, so hundreds of waiting calls cost little."""
-        deadline = time.monotonic() + wait_s
-        parent = os.getppid()
         while True:
+            if self.gone:
+                raise _Cancelled()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if self.cancelled() or os.getppid() != parent:
-                raise _Cancelled()
-            time.sleep(min(self.poll_s, left))
-            if self.store.power_mark(vm_uuid) == wanted:
-                return
+            self.wakeup.wait(left)
+            self.wakeup.clear()
+
+    def _wait(self, vm_uuid, wait_s, wanted):
+        """Sleeps ``wait_s`` real seconds, returning early once the VM's power state becomes
+        ``wanted`` by other means (a force, a reset, a power cut): the store wakes this call
+        when the VM changes, so thousands of waiting calls cost nothing while they wait."""
+        deadline = time.monotonic() + wait_s
+        with self.store.watch(vm_uuid, self.wakeup):
+            while True:
+                if self.gone:
+                    raise _Cancelled()
+                left = deadline - time.monotonic()
+                if left <= 0 or self.store.power_state(vm_uuid) == wanted:
+                    return
+                self.wakeup.wait(left)
+                self.wakeup.clear()
 
 
 class _Cancelled(Exception):
     """The caller went away (channel closed): stop waiting."""
-
-
-def write_xe_wrapper(folder, site_path, host_name, python=None):
-    """Writes an executable ``xe`` in ``folder`` that runs this simulator as ``host_name``."""
-    path = os.path.join(folder, "xe")
-    python = python or sys.executable
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    # -S: no site initialisation (the simulator needs only the standard library and hgs);
-    # hundreds of these start at once when hgs shuts a large pool down
-    with open(path, "w") as handle:
-        handle.write(f"#!/bin/sh\nPYTHONPATH={package_root} exec {python} -S -m hgs.sim.xe --site {site_path} "
-                     f"--host {host_name} \"$@\"\n")
-    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) < 4 or argv[0] != "--site" or argv[2] != "--host":
-        sys.stderr.write("usage: python -m hgs.sim.xe --site SITE.json --host NAME XE-ARGS...\n")
-        return 2
-    code, out, err = Xe(sitemod.SiteStore(argv[1]), argv[3]).run(argv[4:])
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
