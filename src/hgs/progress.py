@@ -7,6 +7,7 @@ it is for people watching, the state file stays the record. Failing to write it 
 
 import json
 import os
+import threading
 import time
 
 from hgs.files import write_atomic
@@ -25,6 +26,39 @@ def write(state_dir, report, pid=None):
     except OSError:
         return None
     return data
+
+
+class Writer:
+    """``report.on_change`` for a flow: writes the progress at most every ``every_s`` seconds
+    (a 5000-VM outage reports 5000 outcomes; rewriting the file for each would cost more than
+    the flow), the last change always within ``every_s``, and at once when the run ends."""
+
+    def __init__(self, state_dir, every_s=0.5):
+        self.state_dir, self.every_s = state_dir, every_s
+        self.last = 0.0
+        self.timer = None
+        self.lock = threading.Lock()
+
+    def __call__(self, report):
+        with self.lock:
+            wait_s = self.last + self.every_s - time.monotonic()
+            if report.result == "running" and wait_s > 0:
+                if self.timer is None:  # the latest state goes out when the interval is over
+                    self.timer = threading.Timer(wait_s, self._later, (report,))
+                    self.timer.daemon = True
+                    self.timer.start()
+                return
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.last = time.monotonic()
+        write(self.state_dir, report)
+
+    def _later(self, report):
+        with self.lock:
+            self.timer = None
+            self.last = time.monotonic()
+        write(self.state_dir, report)
 
 
 def read(state_dir):

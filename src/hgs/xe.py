@@ -268,8 +268,11 @@ def batch_script(xe_path, commands):
     for vm_uuid, argv in commands:
         check_uuid(vm_uuid)
         call = " ".join([xe] + [shlex.quote(a) for a in argv])
-        parts.append(f"( e=$({call} 2>&1 >/dev/null); s=$?; "
-                     f"printf '{RESULT_TAG} %s %s %s\\n' {vm_uuid} \"$s\" \"$(printf %s \"$e\" | base64 | tr -d '\\n')\" ) &")
+        # the error text only when there is one: base64 and tr cost two processes per VM on dom0
+        parts.append(f"( e=$({call} 2>&1 >/dev/null); s=$?; if [ -z \"$e\" ]; then "
+                     f"printf '{RESULT_TAG} %s %s\\n' {vm_uuid} \"$s\"; else "
+                     f"printf '{RESULT_TAG} %s %s %s\\n' {vm_uuid} \"$s\" \"$(printf %s \"$e\" | base64 | tr -d '\\n')\"; "
+                     "fi ) &")
     return "\n".join(parts + ["wait"])
 
 

@@ -174,7 +174,7 @@ def watch(ctx, report, run_log):
     report.on_event = notifier(ctx, run_log).emit
     if not getattr(ctx.args, "dry_run", False):
         state_dir = ctx.settings.paths.state_dir
-        report.on_change = lambda changed: progress.write(state_dir, changed)
+        report.on_change = progress.Writer(state_dir)
         progress.write(state_dir, report)
 
 
