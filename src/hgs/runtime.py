@@ -44,6 +44,18 @@ class DryRunStateFile:
         return data
 
 
+def side_by_side(call, items):
+    """Runs ``call(item)`` for every item at the same time (threads: each is a remote call that
+    mostly waits); returns the results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if len(items) <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(call, items))
+
+
 def build(settings, log, dry_run=False, escalated=lambda: False):
     """Returns (Deps, Mailer, connections) for a flow."""
     from hgs import events
@@ -64,8 +76,8 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
         deps = Deps(settings, reader_for(settings.ups),
                     {n: DryRunHypervisor(hv, log, overlay) for n, hv in hypervisors.items()},
                     DryRunProber(woken, Prober(addresses=book)), InstantClock(), DryRunStateFile(state_file, log), log,
-                    escalated, DryRunWaker(log, woken), last_event)
+                    escalated, DryRunWaker(log, woken), last_event, side_by_side)
         return deps, DryRunMailer(settings.mail, log), connections
     deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(addresses=book), Clock(), state_file, log,
-                escalated, Waker(log), last_event)
+                escalated, Waker(log), last_event, side_by_side)
     return deps, Mailer(settings.mail, log), connections

@@ -54,3 +54,27 @@ def test_a_prober_without_a_batch_probe_is_asked_in_parallel(site):
     flow, report, mailer, code = run_outage(s)
     assert [h.outcome for h in report.hosts] == ["shut down, confirmed down"] * 3
     assert all(0.0 <= lag < 0.3 for lag in lags(s, 0.0).values())
+
+
+def test_a_stages_hosts_are_sent_down_side_by_side_members_before_the_master(site):
+    from flowfakes import run_outage
+
+    s = site()
+    batches = []
+    made = s.deps
+
+    def deps(**kwargs):
+        d = made(**kwargs)
+
+        def side_by_side(call, items):
+            items = list(items)
+            batches.append(sorted(item.info.name for item in items))
+            return [call(item) for item in items]
+
+        d.side_by_side = side_by_side
+        return d
+
+    s.deps = deps
+    flow, report, mailer, code = run_outage(s)
+    assert code == 0, report.summary()
+    assert batches[:2] == [["member1", "member2"], ["master"]], batches

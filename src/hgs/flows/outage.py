@@ -57,6 +57,7 @@ class Deps:
     escalated: object = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
     waker: object = None
     last_event: object = lambda kind, since: None  # (event, wall time) -> wall time a hook last got it, or None
+    side_by_side: object = lambda call, items: [call(item) for item in items]  # threads in the real wiring
 
 
 @dataclass
@@ -772,17 +773,15 @@ class OutageFlow:
             hosts = [HostTrack(pool_uuid, info, self._probe_target(pool_uuid, info), clock.now())
                      for pool_uuid, info in stage]
             all_hosts += hosts
-            for host in hosts:
-                self._send(host)
+            self.d.side_by_side(self._send, hosts)  # a stage's hosts are sent down at the same time
             if self.escalated():
                 # the box is halting: the next stage is sent now (all are confirmed below). A host not
                 # sent, or whose session dropped under the call, is sent again at once: a member is out
                 # of reach once its master is down, and the usual resend at half the host deadline
                 # comes after this box has halted (a host already going down just refuses the call)
                 for _ in range(ESCALATED_SENDS - 1):
-                    for host in hosts:
-                        if host.sent is None or host.sent.endswith("session dropped"):
-                            self._send(host)
+                    self.d.side_by_side(self._send, [host for host in hosts
+                                                     if host.sent is None or host.sent.endswith("session dropped")])
                 continue
             self._confirm_down(hosts, b)
         self._confirm_down(all_hosts, b)
