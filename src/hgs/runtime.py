@@ -52,8 +52,16 @@ def side_by_side(call, items):
     items = list(items)
     if len(items) <= 1:
         return [call(item) for item in items]
+    results, futures = [None] * len(items), {}
     with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        return list(pool.map(call, items))
+        for index, item in enumerate(items):
+            try:
+                futures[index] = pool.submit(call, item)
+            except RuntimeError:  # no thread to be had (a box short of resources): it runs here, in turn
+                results[index] = call(item)
+        for index, future in futures.items():
+            results[index] = future.result()
+    return results
 
 
 def build(settings, log, dry_run=False, escalated=lambda: False):

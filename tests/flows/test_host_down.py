@@ -78,3 +78,15 @@ def test_a_stages_hosts_are_sent_down_side_by_side_members_before_the_master(sit
     flow, report, mailer, code = run_outage(s)
     assert code == 0, report.summary()
     assert batches[:2] == [["member1", "member2"], ["master"]], batches
+
+
+def test_hosts_are_still_sent_when_no_thread_can_be_started(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hgs.runtime import side_by_side
+
+    def no_thread(self, *args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", no_thread)
+    assert side_by_side(lambda name: f"{name} sent", ["member1", "member2"]) == ["member1 sent", "member2 sent"]
