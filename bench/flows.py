@@ -260,8 +260,8 @@ def bench_outage(scenario, front_door, folder, confirm_s):
 def bench_serial(count, scale, front_door, folder):
     """The usual script: `xe vm-shutdown --multiple` (one VM after another), then the host."""
     from hgs.config import load
-    from hgs.probe import ssh_banner
-    from hgs.remote import Connection
+    from hgs.net.probe import ssh_banner
+    from hgs.net.ssh import Connection
 
     run = Run(folder, one_host(shutdown_times(count), scale), outage_timings(), front_door)
     try:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hgs import xe as hxe
+from hgs.hypervisors.xen import xe as hxe
 from hgs.sim.server import SiteServerProcess
 from hgs.sim.site import SiteStore
 from hgs.sim.xeclient import write_xe_wrapper

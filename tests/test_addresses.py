@@ -15,11 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from hgs import addresses
-from hgs.addresses import AddressBook, LookupFailed
-from hgs.hypervisor import Hypervisor
-from hgs.probe import Prober
-from hgs.remote import Result
+from hgs.net import addresses
+from hgs.net.addresses import AddressBook, LookupFailed
+from hgs.hypervisors.xen.backend import Hypervisor
+from hgs.net.probe import Prober
+from hgs.net.ssh import Result
 from lab import HGS, wait_for, write
 
 fault = pytest.mark.fault

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hgs import config, xe
+from hgs import config
+from hgs.hypervisors.xen import xe
 from hgs.errors import ConfigError, HgsError, UpsError
-from hgs.remote import command_line
+from hgs.net.ssh import command_line
 from hgs.ups import nis, nut
 
 fault = pytest.mark.fault

@@ -5,7 +5,7 @@ import re
 import stat
 
 from hgs import __version__
-from hgs.log import RunLog
+from hgs.box.log import RunLog
 from lab import run_hgs
 
 

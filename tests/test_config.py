@@ -6,7 +6,7 @@ import re
 import pytest
 
 from hgs import config
-from hgs.checks import Invalid, mac, address
+from hgs.config.fields import Invalid, mac, address
 from hgs.errors import ConfigError
 from lab import REPO, run_hgs, write
 

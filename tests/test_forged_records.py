@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hgs import state as statemod
+from hgs.box import state as statemod
 from hgs.config import VmPolicy
 from hgs.flows.outage import OutageFlow, PoolView
 from hgs.flows.report import Report
-from hgs.hypervisor import Hypervisor
-from hgs.log import RunLog
-from hgs.remote import Result
+from hgs.hypervisors.xen.backend import Hypervisor
+from hgs.box.log import RunLog
+from hgs.net.ssh import Result
 from hgs.sim.site import SiteStore
 from hgs.sim.xe import Xe
 

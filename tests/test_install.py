@@ -6,7 +6,8 @@ import os
 import stat
 import subprocess
 
-from hgs import hooks, install
+from hgs.setup import hooks
+from hgs.setup import install
 from lab import REPO, run_hgs, write
 
 NUT_CONFIG = "'daemon': 'nut', 'address': 'myups@127.0.0.1:3493'"

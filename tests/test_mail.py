@@ -2,7 +2,7 @@
 
 import re
 
-from hgs import mail
+from hgs.net import mail
 from hgs.config import MailSettings
 from lab import run_hgs, write
 

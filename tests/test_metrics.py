@@ -6,7 +6,7 @@ import stat
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hgs import metrics
+from hgs.box import metrics
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": True},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:1b:01", "shutdown_s": 5},

@@ -8,7 +8,7 @@ import sys
 import time
 
 from hgs.config import NotifySettings
-from hgs.notify import Notifier
+from hgs.net.notify import Notifier
 from lab import wait_for, write
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": False},

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from hgs import history
+from hgs.box import history
 from hgs.flows.report import Report
 from hgs.sim.xe import CHANGING
 
@@ -184,7 +184,7 @@ def test_history_is_bounded_and_newest_first(tmp_path):
 
 
 def test_log_rotation(tmp_path):
-    from hgs.log import rotate
+    from hgs.box.log import rotate
 
     log = tmp_path / "hgs.log"
     log.write_text("x" * 100)

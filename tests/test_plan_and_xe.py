@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hgs import xe
+from hgs.hypervisors.xen import xe
 from hgs.config import Timings, VmPolicy
 from hgs.flows import plan
 
@@ -102,7 +102,7 @@ def test_record_parser_keeps_a_forged_line_inside_the_name():
 
 def test_match_config_by_name_then_unique_address():
     from hgs.flows.outage import match_config
-    from hgs.hypervisor import HostInfo
+    from hgs.hypervisors.xen.backend import HostInfo
 
     settings = [SimpleNamespace(name="xen1", address="10.0.0.1"), SimpleNamespace(name="b", address="10.0.0.2")]
     infos = [HostInfo("u1", "xen1", "10.0.0.9", True), HostInfo("u2", "other", "10.0.0.2", True),

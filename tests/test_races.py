@@ -134,7 +134,7 @@ def test_twenty_flaps_in_a_minute_never_shut_down_then_a_real_outage_does(site_l
 
 
 def _flows_running(lab):
-    from hgs.lock import SiteLock
+    from hgs.box.lock import SiteLock
 
     lock = SiteLock(lab.site.workdir / "lock")
     if lock.acquire():

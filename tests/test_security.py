@@ -59,7 +59,7 @@ def test_files_are_private(site_lab):
 
 def test_every_changing_xe_command_is_known_to_the_dry_run_seam():
     """Every xe command hgs can send that changes something is one the dry-run twin intercepts."""
-    from hgs.hypervisor import DryRunHypervisor, Hypervisor
+    from hgs.hypervisors.xen.backend import DryRunHypervisor, Hypervisor
 
     changing = {"ha_disable", "ha_enable", "host_disable", "host_enable", "host_shutdown", "reset_powerstate",
                 "launch"}

@@ -1,9 +1,9 @@
 """The simulated xe's vm-suspend and vm-resume: xapi's power-state rules and errors, and hgs's
-classification of each error text (hgs.xe.classify)."""
+classification of each error text (hgs.hypervisors.xen.xe.classify)."""
 
 import pytest
 
-from hgs import xe as hxe
+from hgs.hypervisors.xen import xe as hxe
 from hgs.sim.site import SiteStore
 from hgs.sim.xe import Xe
 

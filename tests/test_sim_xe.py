@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hgs import xe as hxe
+from hgs.hypervisors.xen import xe as hxe
 from hgs.sim.site import SiteStore
 from hgs.sim.xe import ERRORS, VM_FIELDS, Xe
 

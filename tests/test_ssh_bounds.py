@@ -1,4 +1,4 @@
-"""Every remote step has a deadline, and escalation cuts it: hgs's SSH client (hgs.remote)
+"""Every remote step has a deadline, and escalation cuts it: hgs's SSH client (hgs.net.ssh)
 against a real SSH server (paramiko's server side, in this process, on loopback) that
 misbehaves the way a hung dom0 does: it keeps TCP alive and never answers one step."""
 
@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from hgs.config import HostSettings
-from hgs.remote import Connection, ConnectionLost, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout
+from hgs.net.ssh import Connection, ConnectionLost, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout
 
 SLACK_S = 1.5  # a bound holds when the call returns by its deadline plus this (a loaded 2-core box)
 

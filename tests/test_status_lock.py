@@ -6,10 +6,10 @@ import subprocess
 import sys
 import threading
 
-from hgs.lock import SiteLock
+from hgs.box.lock import SiteLock
 from lab import HGS, free_port
 
-HOLD = ("import sys, time; from hgs.lock import SiteLock; lock = SiteLock(sys.argv[1]); "
+HOLD = ("import sys, time; from hgs.box.lock import SiteLock; lock = SiteLock(sys.argv[1]); "
         "assert lock.acquire(kind='outage'); print('held', flush=True); sys.stdin.read()")
 
 

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from hgs import config, permissions
+from hgs import config
+from hgs.box import permissions
 from hgs.errors import ConfigError
-from hgs.remote import Connection, UnsafeTrustFile
+from hgs.net.ssh import Connection, UnsafeTrustFile
 from lab import run_hgs, write
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="hgs runs as root; the ownership rules are root's")

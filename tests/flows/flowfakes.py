@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from hgs import config as configmod
-from hgs import xe
+from hgs.hypervisors.xen import xe
 from hgs.errors import UpsError
 from hgs.flows.outage import Deps
-from hgs.hypervisor import HostInfo, Outcome, PoolInfo, VmInfo, XeCallError
-from hgs.remote import ConnectionLost, RemoteError, RemoteTimeout
-from hgs.state import StateError, StateFile
+from hgs.hypervisors.xen.backend import HostInfo, Outcome, PoolInfo, VmInfo, XeCallError
+from hgs.net.ssh import ConnectionLost, RemoteError, RemoteTimeout
+from hgs.box.state import StateError, StateFile
 from hgs.ups import UpsState, UpsStatus
 
 
@@ -474,7 +474,7 @@ class FakeBatch:
 
 
 class FakeHypervisor:
-    """xe on one host of the fake site: same methods, same errors as hgs.hypervisor.Hypervisor."""
+    """xe on one host of the fake site: same methods, same errors as hgs.hypervisors.xen.backend.Hypervisor."""
 
     def __init__(self, site, name, xe_timeout_s):
         self.site = site
@@ -585,7 +585,7 @@ class FakeHypervisor:
         try:
             self._call("host-shutdown", (host.name,), run)
         except (ConnectionLost, RemoteTimeout):
-            return "sent, session dropped"  # as hgs.hypervisor: the host may be going down under the call
+            return "sent, session dropped"  # as hgs.hypervisors.xen.backend: the host may be going down under the call
         return "sent"
 
     def reset_powerstate(self, vm_uuid):

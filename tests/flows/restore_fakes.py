@@ -9,12 +9,12 @@ import copy
 import logging
 from types import SimpleNamespace
 
-from hgs import xe
+from hgs.hypervisors.xen import xe
 from hgs.config import TIMING_FIELDS, HostSettings, Timings, VmPolicy
 from hgs.flows.outage import Deps
 from hgs.flows.report import Report
-from hgs.hypervisor import HostInfo, Outcome, XeCallError
-from hgs.remote import RemoteError, RemoteInterrupted
+from hgs.hypervisors.xen.backend import HostInfo, Outcome, XeCallError
+from hgs.net.ssh import RemoteError, RemoteInterrupted
 from hgs.ups.status import UpsState, UpsStatus
 
 POOL = "11111111-0000-0000-0000-000000000000"

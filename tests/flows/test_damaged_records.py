@@ -5,7 +5,7 @@ import os
 
 from restore_fakes import Site, run_restore
 
-from hgs.state import VERSION, SITE_DOWN, StateFile
+from hgs.box.state import VERSION, SITE_DOWN, StateFile
 
 
 def _through_the_state_file(tmp_path, snapshot):
@@ -40,7 +40,8 @@ def test_damaged_vm_records_are_left_out_named_and_the_others_restored(tmp_path)
 
 
 def test_damaged_run_records_never_break_the_metrics(tmp_path):
-    from hgs import history, metrics
+    from hgs.box import history
+    from hgs.box import metrics
 
     where = history.folder(str(tmp_path))
     os.makedirs(where)

@@ -2,7 +2,7 @@
 
 import time
 
-from hgs import progress
+from hgs.box import progress
 from hgs.flows.report import Report
 
 

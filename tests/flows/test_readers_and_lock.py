@@ -10,7 +10,7 @@ import pytest
 
 from hgs.commands.onbattery import take_lock
 from hgs.errors import UpsError
-from hgs.lock import SiteLock
+from hgs.box.lock import SiteLock
 from hgs.ups import nis
 from hgs.ups.status import UpsState, from_apcupsd, from_nut
 from hgs.ups.wire import DeadlineConnection

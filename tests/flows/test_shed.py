@@ -175,7 +175,7 @@ def test_doshutdown_during_the_wait_starts_the_main_shutdown_at_once(site):
 
 
 def test_a_power_return_during_shedding_keeps_an_earlier_outages_snapshot_for_its_restore(site):
-    from hgs.state import SITE_DOWN, VERSION
+    from hgs.box.state import SITE_DOWN, VERSION
 
     s = shed_site(site, [(0.0, "ONBATT"), (600.0, "ONLINE")])
     earlier_vm = "0" * 8 + "-0000-4000-8000-" + "0" * 12

@@ -71,7 +71,7 @@ def test_the_mail_names_the_suspended_vm(site):
 
 
 def test_the_site_restored_notice_counts_the_resumed_vms(site):
-    from hgs import notify
+    from hgs.net import notify
 
     s = suspend_site(site)
     run_outage(s)

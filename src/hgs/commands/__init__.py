@@ -20,7 +20,7 @@ class Context:
         self.verbose = getattr(args, "verbose", 0) or 0
         self._settings = None
         self.run_log = None
-        self.notifier = None  # hgs.notify.Notifier of a flow command, made on its first notice
+        self.notifier = None  # hgs.net.notify.Notifier of a flow command, made on its first notice
 
     @property
     def settings(self):
@@ -31,7 +31,7 @@ class Context:
 
     def start_log(self, to_file=True):
         """Starts this run's log (run id, stderr, log file, syslog); returns the RunLog."""
-        from hgs.log import RunLog, new_run_id
+        from hgs.box.log import RunLog, new_run_id
 
         settings = self.settings
         self.run_log = RunLog(

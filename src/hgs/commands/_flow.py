@@ -24,8 +24,8 @@ def add_flow_arguments(parser, detaches=True):
 
 
 def record_event(settings, event):
-    """Notes a hook's event for the flows (see hgs.events); never fails the hook."""
-    from hgs import events
+    """Notes a hook's event for the flows (see hgs.box.events); never fails the hook."""
+    from hgs.box import events
 
     events.record(settings.paths.lock_dir, event)
 
@@ -78,7 +78,7 @@ def detach(ctx, command, systemd_dir=SYSTEMD_DIR, systemd_run=None):
     """Starts ``hgs COMMAND --foreground`` so that it outlives its caller and the caller's
     daemon: as its own transient systemd unit when systemd runs this box, else in its own
     session. Returns (how, run id): 'unit NAME' or 'pid N'."""
-    from hgs.log import new_run_id
+    from hgs.box.log import new_run_id
 
     run_id = new_run_id()
     argv = flow_argv(ctx.config_path, command, run_id)
@@ -128,8 +128,8 @@ RECENT_POWER_LOST_S = 24 * 3600.0
 def notifier(ctx, run_log):
     """Returns this process's Notifier, made once (a dry run's only says what it would send);
     Context.execute waits for its notices, each within its deadline, before the process ends."""
-    from hgs import mail as mailmod
-    from hgs import notify
+    from hgs.net import mail as mailmod
+    from hgs.net import notify
 
     if getattr(ctx, "notifier", None) is None:
         settings = ctx.settings
@@ -142,9 +142,9 @@ def notifier(ctx, run_log):
 def hook_notice(ctx, run_log, event):
     """Sends the notice of a hook's event at once: power_lost always, power_back when an outage
     was heard of or the site is down by hgs (not at every boot of this box)."""
-    from hgs import events
+    from hgs.box import events
     from hgs.errors import HgsError
-    from hgs.state import IDLE, StateFile
+    from hgs.box.state import IDLE, StateFile
 
     settings = ctx.settings
     if event == "power_lost":
@@ -169,7 +169,7 @@ def hook_notice(ctx, run_log, event):
 def watch(ctx, report, run_log):
     """Connects a flow's report to the notices (outage_confirmed, ...) and, for a real run, to the
     progress file `hgs status` reads (each VM and host as it is done)."""
-    from hgs import progress
+    from hgs.box import progress
 
     report.on_event = notifier(ctx, run_log).emit
     if not getattr(ctx.args, "dry_run", False):
@@ -180,7 +180,7 @@ def watch(ctx, report, run_log):
 
 def write_metrics(settings, log):
     """Writes METRICS['textfile'] for node_exporter, when set; a failure is logged only."""
-    from hgs import metrics
+    from hgs.box import metrics
 
     if settings.metrics.textfile:
         try:
@@ -196,9 +196,10 @@ def mail_report(ctx, report, mailer, run_log):
     asks; a mail failure is logged only. A dry run leaves no history."""
     import time
 
-    from hgs import history, mail
+    from hgs.box import history
+    from hgs.net import mail
 
-    from hgs import notify
+    from hgs.net import notify
 
     outcome = notify.outcome(report)
     if outcome is not None:

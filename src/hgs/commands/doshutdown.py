@@ -44,11 +44,11 @@ def forced_settings(settings):
 
 
 def run(ctx):
-    from hgs import runtime
+    from hgs import wiring as runtime
     from hgs.errors import HgsError
     from hgs.flows.outage import OutageFlow
     from hgs.flows.report import Report
-    from hgs.lock import LockError, SiteLock
+    from hgs.box.lock import LockError, SiteLock
 
     start = time.monotonic()
     settings = ctx.settings

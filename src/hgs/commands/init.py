@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 
 from hgs.errors import HgsError
-from hgs.files import write_atomic
+from hgs.box.files import write_atomic
 
 EXAMPLE = "config.example.py"
 DEFAULT_ADDRESS = {"apcupsd": "127.0.0.1:3551", "nut": "ups@127.0.0.1:3493"}
@@ -284,7 +284,7 @@ def run(ctx):
             text = render(daemon, address, hosts, mail_to, folder)
             _validate(text, folder)
             if config_exists:  # --force: the config it replaces is kept beside it
-                from hgs.install import backup_copy
+                from hgs.setup.install import backup_copy
 
                 ctx.out(f"hgs init: kept the config it replaces as {backup_copy(path)}")
             write_private(path, text.encode(), 0o600)

@@ -45,8 +45,9 @@ def _settings_or_none(ctx):
 
 
 def run(ctx):
-    from hgs import hooks, install
-    from hgs.install import InstallError
+    from hgs.setup import hooks
+    from hgs.setup import install
+    from hgs.setup.install import InstallError
 
     args = ctx.args
     config = os.path.abspath(ctx.config_path)

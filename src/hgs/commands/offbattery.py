@@ -12,10 +12,10 @@ def add_arguments(parser):
 
 
 def run(ctx):
-    from hgs import runtime
+    from hgs import wiring as runtime
     from hgs.flows.report import Report
     from hgs.flows.restore import RestoreFlow
-    from hgs.lock import SiteLock
+    from hgs.box.lock import SiteLock
 
     settings = ctx.settings
     args = ctx.args

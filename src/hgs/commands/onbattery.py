@@ -19,7 +19,7 @@ def take_lock(lock, log, wait_s=LOCK_WAIT_S):
     it stops at its next step and this flow waits for it. A lock that cannot be taken at all
     (disk full, permissions) never stops the protective flow: it runs unlocked and says so.
     """
-    from hgs.lock import LockError
+    from hgs.box.lock import LockError
 
     try:
         if lock.acquire(kind="outage"):
@@ -65,11 +65,11 @@ class EscalationCut:
 
 
 def run(ctx):
-    from hgs import runtime
+    from hgs import wiring as runtime
     from hgs.errors import HgsError
     from hgs.flows.outage import OutageFlow
     from hgs.flows.report import Report
-    from hgs.lock import SiteLock
+    from hgs.box.lock import SiteLock
 
     settings = ctx.settings
     args = ctx.args

@@ -45,7 +45,7 @@ class Checks:
         return any(kind == "FAIL" for kind, _, _ in self.items)
 
     def lines(self):
-        from hgs.text import shown
+        from hgs.box.text import shown
 
         return [f"{kind:<4}  {shown(name)}: {shown(text)}" for kind, name, text in self.items]
 
@@ -69,7 +69,7 @@ def check_ups(settings, checks):
 
 
 def check_hosts(settings, checks, log):
-    from hgs.inspect import inspect_site
+    from hgs.flows.inspect import inspect_site
 
     hints = {"host key": "never pin a key you have not compared with the host's console",
              "ssh": "check the host is up, the address/port, and that hgs's public key is in its authorized_keys",
@@ -97,9 +97,9 @@ def check_hosts(settings, checks, log):
 
 
 def check_names(settings, checks, log, results):
-    """Resolves and keeps the host names now (see hgs.addresses); warns about a DNS server the
+    """Resolves and keeps the host names now (see hgs.net.addresses); warns about a DNS server the
     outage may shut down."""
-    from hgs import addresses
+    from hgs.net import addresses
 
     for text in addresses.selftest_warnings(settings, log, results):
         checks.warn("host names", text)
@@ -152,7 +152,8 @@ def check_hooks(ctx, settings, checks):
     """The hooks 'hgs install' put in place for the configured daemon: there, executable, calling
     this hgs with this config; for NUT, upssched.conf calls hgs's script before any AT line and
     upsmon's user may run the hooks' command lines through sudo."""
-    from hgs import hooks, install
+    from hgs.setup import hooks
+    from hgs.setup import install
     from hgs.commands.install import hgs_program
 
     daemon = settings.ups.daemon
@@ -204,7 +205,8 @@ def _nut_wiring(entry, hgs_path, config):
     """Returns the problems of the NUT side: upssched.conf's CMDSCRIPT, and sudo for upsmon's user."""
     import subprocess
 
-    from hgs import hooks, install
+    from hgs.setup import hooks
+    from hgs.setup import install
 
     problems = []
     script = entry.get("scripts", [""])[0]
@@ -248,7 +250,7 @@ def _nut_wiring(entry, hgs_path, config):
 
 
 def _read_directives(path, problems):
-    from hgs import install
+    from hgs.setup import install
 
     try:
         with open(path, errors="replace") as handle:
@@ -261,7 +263,7 @@ def _read_directives(path, problems):
 def check_nut_secondary(ctx, settings, checks):
     """On a NUT secondary, the primary waits HOSTSYNC seconds for this box to log off before it
     cuts the power: shorter than doshutdown_bound_s, the UPS may cut hgs's forced shutdown off."""
-    from hgs import install
+    from hgs.setup import install
 
     if settings.ups.daemon != "nut":
         return
@@ -291,9 +293,9 @@ def check_nut_secondary(ctx, settings, checks):
 
 
 def check_state(ctx, settings, checks, status):
-    from hgs import history
+    from hgs.box import history
     from hgs.errors import HgsError
-    from hgs.state import IDLE, StateFile
+    from hgs.box.state import IDLE, StateFile
 
     try:
         state = StateFile(settings.paths.state_dir).load()
@@ -320,7 +322,7 @@ def check_state(ctx, settings, checks, status):
 
 
 def run(ctx):
-    from hgs import mail as mailmod
+    from hgs.net import mail as mailmod
     from hgs.errors import MailError
 
     settings = ctx.settings  # a broken config stops here with exit 2 and every problem listed

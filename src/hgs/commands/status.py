@@ -38,10 +38,10 @@ def ups_report(settings):
 
 
 def phase_report(settings):
-    from hgs import history
+    from hgs.box import history
     from hgs.errors import HgsError
-    from hgs.lock import SiteLock
-    from hgs.state import StateFile
+    from hgs.box.lock import SiteLock
+    from hgs.box.state import StateFile
 
     try:
         state = StateFile(settings.paths.state_dir).load()
@@ -85,8 +85,8 @@ OUTAGE_KINDS = ("outage", "forced shutdown")
 def snapshot_stands(settings, state, running_pid):
     """Given the state (phase, snapshot) and the running flow's pid, returns one dict per VM of
     the snapshot: its name, host, order and where it stands, from the flow's progress file."""
-    from hgs import progress as progressmod
-    from hgs.state import RESTORING
+    from hgs.box import progress as progressmod
+    from hgs.box.state import RESTORING
 
     snapshot = state.get("snapshot") or {}
     phase = state.get("phase")
@@ -160,8 +160,8 @@ def _vm_line(vm):
 
 
 def run(ctx):
-    from hgs.inspect import inspect_site
-    from hgs.log import RunLog
+    from hgs.flows.inspect import inspect_site
+    from hgs.box.log import RunLog
 
     settings = ctx.settings
     started = time.monotonic()
@@ -184,7 +184,7 @@ def run(ctx):
         ctx.out(json.dumps(report, indent=2, sort_keys=True))
         return 1 if failed else 0
     if ctx.args.prometheus:
-        from hgs import metrics
+        from hgs.box import metrics
 
         ctx.stdout.write(metrics.from_status(report, metrics.last_runs(settings.paths.state_dir)))
         return 1 if failed else 0

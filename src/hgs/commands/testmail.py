@@ -8,7 +8,7 @@ def add_arguments(parser):
 
 
 def run(ctx):
-    from hgs import mail
+    from hgs.net import mail
 
     settings = ctx.settings
     run_log = ctx.start_log()

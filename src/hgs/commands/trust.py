@@ -28,7 +28,7 @@ def fetch_key(host, timeout_s):
 
     import paramiko
 
-    from hgs.remote import RemoteError
+    from hgs.net.ssh import RemoteError
 
     try:
         sock = socket.create_connection((host.address, host.ssh_port), timeout=timeout_s)
@@ -70,7 +70,7 @@ def pin(path, name, key, replace):
 def run(ctx):
     import paramiko
 
-    from hgs import permissions
+    from hgs.box import permissions
     from hgs.errors import HgsError
 
     settings = ctx.settings

@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from hgs import state as statemod
+from hgs.box import state as statemod
 from hgs.errors import HgsError
 from hgs.flows import plan, shed
-from hgs.hypervisor import XeCallError
+from hgs.hypervisors.xen.backend import XeCallError
 from hgs.ups import UpsState
 
 FORCE_AT_ONCE = {"VM_LACKS_FEATURE", "VM_MISSING_PV_DRIVERS"}
@@ -311,7 +311,7 @@ class OutageFlow:
         already covers it; a host whose key is wrong is not retried. Each host on its own:
         whatever one host raises, the others are asked.
         """
-        from hgs.remote import HostKeyError
+        from hgs.net.ssh import HostKeyError
 
         pools = dict(self.early.pools)  # what the confirmation window read ahead
         covered = {c.name for view in pools.values() for c in view.config.values()}
@@ -603,7 +603,7 @@ class OutageFlow:
 
     def _launch(self, tracks):
         """Starts one batch per (executor, stage) for tracks without one; returns [(batch, stage)]."""
-        from hgs import xe
+        from hgs.hypervisors.xen import xe
 
         launched = {}
         for track in tracks:

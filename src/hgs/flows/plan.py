@@ -6,7 +6,7 @@ Pure functions over plain data, so they are tested with tables.
 import dataclasses
 from dataclasses import dataclass, field
 
-from hgs.text import shown
+from hgs.box.text import shown
 
 
 @dataclass

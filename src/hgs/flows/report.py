@@ -8,7 +8,7 @@ flows stay free of notice and progress plumbing; a failing listener never stops 
 import time
 from dataclasses import dataclass, field
 
-from hgs.text import shown
+from hgs.box.text import shown
 
 
 @dataclass

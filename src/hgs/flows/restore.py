@@ -12,12 +12,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from hgs import state as statemod
+from hgs.box import state as statemod
 from hgs.errors import HgsError, UpsError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
-from hgs.hypervisor import XeCallError
-from hgs.remote import RemoteError, RemoteInterrupted
-from hgs.wake import WakeError
+from hgs.hypervisors.xen.backend import XeCallError
+from hgs.net.ssh import RemoteError, RemoteInterrupted
+from hgs.net.wake import WakeError
 
 GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 RETRY_S = 1.0
@@ -340,7 +340,7 @@ class RestoreFlow:
         return delay
 
     def _start_group(self, snapshot, group, ready):
-        from hgs import xe
+        from hgs.hypervisors.xen import xe
 
         clock = self.d.clock
         start = clock.now()
@@ -421,7 +421,7 @@ class RestoreFlow:
     # -- 4. HA and verify -------------------------------------------------------------------
 
     def enable_ha(self, snapshot, ready):
-        from hgs import xe
+        from hgs.hypervisors.xen import xe
 
         for pool_uuid, pool in snapshot["pools"].items():
             if not pool.get("ha_was_enabled"):

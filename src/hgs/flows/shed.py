@@ -202,8 +202,8 @@ class ShedWait:
     def start_again(self, state):
         """Starts the VMs hgs shed (only those, and only the ones still down), then clears the
         state: nothing else was touched."""
-        from hgs import state as statemod
-        from hgs import xe
+        from hgs.box import state as statemod
+        from hgs.hypervisors.xen import xe
 
         flow, clock = self.flow, self.d.clock
         flow.report.event("power_back", f"power back before the main shutdown: {len(self.shed)} shed VM(s) "

@@ -16,7 +16,7 @@ import threading
 import time
 
 from hgs.errors import HgsError
-from hgs.files import write_atomic
+from hgs.box.files import write_atomic
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
@@ -261,8 +261,8 @@ def selftest_warnings(settings, log, inspected, resolv_conf="/etc/resolv.conf", 
 
 
 def _guest_addresses(host, settings, log):
-    from hgs.hypervisor import Hypervisor
-    from hgs.remote import Connection
+    from hgs.hypervisors.xen.backend import Hypervisor
+    from hgs.net.ssh import Connection
 
     connection = Connection(host, settings.timings.ssh_connect_timeout_s, log)
     try:

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from hgs import permissions
+from hgs.box import permissions
 from hgs.errors import HgsError
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
@@ -286,7 +286,7 @@ class Connection:
     def _address(self):
         """The address to connect to: the configured one, or the AddressBook's last known address
         of the configured name when it does not resolve. Raises RemoteError."""
-        from hgs.addresses import LookupFailed
+        from hgs.net.addresses import LookupFailed
 
         if self.addresses is None:
             return self.host.address

@@ -26,7 +26,7 @@ import stat
 import subprocess
 import tempfile
 
-from hgs import hooks
+from hgs.setup import hooks
 from hgs.errors import HgsError
 
 BACKUP = ".hgs-backup"

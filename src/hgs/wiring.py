@@ -6,16 +6,16 @@ twins that log 'dry run: would ...' (hypervisor changes, state writes, mails, WO
 with waits treated as done.
 """
 
-from hgs import mail as mailmod
-from hgs.addresses import AddressBook
-from hgs.clock import Clock, InstantClock
+from hgs.net import mail as mailmod
+from hgs.net.addresses import AddressBook
+from hgs.box.clock import Clock, InstantClock
 from hgs.flows.outage import Deps
-from hgs.hypervisor import DryRunHypervisor, Hypervisor
-from hgs.probe import DryRunProber, Prober
-from hgs.remote import Connection
-from hgs.state import StateFile
+from hgs.hypervisors.xen.backend import DryRunHypervisor, Hypervisor
+from hgs.net.probe import DryRunProber, Prober
+from hgs.net.ssh import Connection
+from hgs.box.state import StateFile
 from hgs.ups import reader_for
-from hgs.wake import DryRunWaker, Waker
+from hgs.net.wake import DryRunWaker, Waker
 
 
 class Mailer:
@@ -66,7 +66,7 @@ def side_by_side(call, items):
 
 def build(settings, log, dry_run=False, escalated=lambda: False):
     """Returns (Deps, Mailer, connections) for a flow."""
-    from hgs import events
+    from hgs.box import events
 
     def last_event(kind, since):
         return events.last(settings.paths.lock_dir, kind, since)

@@ -3,14 +3,14 @@
 A host counts as down when every check its config names ("ping+ssh", "ping", "ssh")
 finds it silent. An SSH port that accepts but never sends a banner is not "up". A host name
 that does not resolve says nothing about the host: it is neither up nor down, and with an
-AddressBook the host's last known address is probed instead (hgs.addresses).
+AddressBook the host's last known address is probed instead (hgs.net.addresses).
 """
 
 import shutil
 import socket
 import subprocess
 
-from hgs.addresses import LookupFailed, is_literal, system_resolve
+from hgs.net.addresses import LookupFailed, is_literal, system_resolve
 
 
 def ping(address, timeout_s=1.0):

@@ -12,7 +12,7 @@ import subprocess
 from email.message import EmailMessage
 
 from hgs.errors import MailError
-from hgs.text import shown
+from hgs.box.text import shown
 
 
 def should_send(mail_settings, failed):

@@ -13,8 +13,9 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgs import checks, permissions
-from hgs.checks import Invalid
+from hgs.config import fields as checks
+from hgs.box import permissions
+from hgs.config.fields import Invalid
 from hgs.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/hgs/config.py"

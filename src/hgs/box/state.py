@@ -12,7 +12,7 @@ import os
 import time
 
 from hgs.errors import HgsError
-from hgs.files import write_atomic
+from hgs.box.files import write_atomic
 
 VERSION = 1
 IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"

@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 
-from hgs.text import shown
+from hgs.box.text import shown
 
 LOGGER_NAME = "hgs"
 FORMAT = "%(asctime)s %(run_id)s %(levelname)-7s %(message)s"

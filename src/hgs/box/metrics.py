@@ -8,8 +8,8 @@ node_exporter's textfile collector, at the end of each run (METRICS['textfile'])
 import os
 import time
 
-from hgs import history
-from hgs.files import write_atomic
+from hgs.box import history
+from hgs.box.files import write_atomic
 
 FLOW_COMMANDS = ("onbattery", "offbattery", "doshutdown")
 PHASES = ("idle", "shutting_down", "site_down", "restoring")

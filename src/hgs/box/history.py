@@ -7,7 +7,7 @@ A record says what ran, when, how it ended and what happened to each VM and host
 import json
 import os
 
-from hgs.files import write_atomic
+from hgs.box.files import write_atomic
 
 KEEP = 50
 

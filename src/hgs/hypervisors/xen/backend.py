@@ -1,6 +1,6 @@
 """The hypervisor as the flows see it: xe over SSH on one host, and its dry-run twin.
 
-``Hypervisor`` runs the commands of ``hgs.xe`` on a ``remote.Connection`` with hgs's own
+``Hypervisor`` runs the commands of ``hgs.hypervisors.xen.xe`` on a ``remote.Connection`` with hgs's own
 deadline on each call. ``DryRunHypervisor`` is the ONE dry-run seam: it reads for real and,
 for every call that would change something, logs what it would do and reports success.
 The flows never ask whether they are rehearsing.
@@ -8,9 +8,9 @@ The flows never ask whether they are rehearsing.
 
 from dataclasses import dataclass
 
-from hgs import xe
+from hgs.hypervisors.xen import xe
 from hgs.errors import HgsError
-from hgs.remote import ConnectionLost, RemoteError, RemoteTimeout, command_line
+from hgs.net.ssh import ConnectionLost, RemoteError, RemoteTimeout, command_line
 
 
 class XeCallError(HgsError):
@@ -179,7 +179,7 @@ class Hypervisor:
 
     def vm_networks(self):
         """Returns {vm uuid: [address]} of the running guests whose tools report addresses."""
-        from hgs.addresses import parse_networks
+        from hgs.net.addresses import parse_networks
 
         out = {}
         for record in xe.parse_records(self._run(xe.vm_networks())):

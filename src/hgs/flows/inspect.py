@@ -9,8 +9,8 @@ import threading
 import time
 
 from hgs.errors import HgsError
-from hgs.hypervisor import Hypervisor, XeCallError, XeMissing
-from hgs.remote import Connection, HostKeyError, RemoteError
+from hgs.hypervisors.xen.backend import Hypervisor, XeCallError, XeMissing
+from hgs.net.ssh import Connection, HostKeyError, RemoteError
 
 
 def inspect_host(host, log, connect_timeout_s, xe_timeout_s):

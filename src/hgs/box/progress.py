@@ -10,7 +10,7 @@ import os
 import threading
 import time
 
-from hgs.files import write_atomic
+from hgs.box.files import write_atomic
 
 NAME = "progress.json"
 

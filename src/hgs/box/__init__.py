@@ -1,0 +1,1 @@
+"""This box's own files and time: state, lock, events, history, progress, log, clock, file safety."""

@@ -1,0 +1,1 @@
+"""Hypervisor backends: each maps its own API onto the port the flows speak (hgs.flows.ports)."""

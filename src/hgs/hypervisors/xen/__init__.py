@@ -1,0 +1,1 @@
+"""XenServer / XCP-ng through xe over SSH."""

@@ -1,0 +1,1 @@
+"""Adapters to the network: SSH to the hosts, ping probes, Wake-on-LAN, mail, notifications, names."""

@@ -1,0 +1,1 @@
+"""Putting hgs in place on this box: the UPS daemons' hooks, their wiring, sudoers."""
