@@ -28,5 +28,103 @@ class UpsError(HgsError):
     """The UPS daemon could not be read (down, silent, closed early, or spoke garbage)."""
 
 
-class MailError(HgsError):
+
+# ---- what a host (or the network to it) can do to you -------------------------------------
+
+class RemoteFault(HgsError):
+    """Everything a host can do to a flow: unreachable, refused, silent, cut off, or its
+    hypervisor refused the call. A flow catches this one class for "that host failed us"."""
+
+
+class RemoteError(RemoteFault):
+    """The host could not be reached or refused us (the message says which and what to do)."""
+
+
+class HostKeyError(RemoteError):
+    """The host's key is not pinned, or it changed: a fatal error for that host."""
+
+
+class UnsafeTrustFile(HostKeyError):
+    """The SSH key or hgs's known_hosts (or a folder above them) is open to other users: refused,
+    not retried, with the command that fixes it."""
+
+
+class RemoteTimeout(RemoteError):
+    """A command did not finish within its deadline (the channel is closed)."""
+
+
+class ConnectionLost(RemoteError):
+    """The connection dropped while a command ran (e.g. the host powered off)."""
+
+
+class RemoteInterrupted(RemoteError):
+    """A remote step was cut short because the flow was told to stop (``interrupt()``)."""
+
+
+class OutputTooLarge(RemoteError):
+    """A command sent more output than hgs accepts from one call (the channel is closed)."""
+
+
+class LookupFailed(RemoteFault):
+    """A name did not resolve and no address of it is known."""
+
+
+class HypervisorError(RemoteFault):
+    """The hypervisor ran a call and refused it, or cannot run calls at all."""
+
+
+class XeCallError(HypervisorError):
+    """xe ran and failed; ``error`` is the classified XeError."""
+
+    def __init__(self, where, argv, error):
+        self.error = error
+        super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}")
+
+
+class XeMissing(HypervisorError):
+    """xe is not at the configured path on the host (or cannot be run)."""
+
+
+class BadUuid(HypervisorError):
+    """Text from the hypervisor was expected to be a uuid and is not."""
+
+
+# ---- this box: its files, its lock, its own sending ----------------------------------------
+
+class LocalFault(HgsError):
+    """Something on this box failed: a file, the lock, the mailer, the network card."""
+
+
+class StateError(LocalFault):
+    """The state file cannot be read or written."""
+
+
+class LockError(LocalFault):
+    """The lock file cannot be created or locked (disk full, read-only, permissions): not
+    another flow holding it. A protective flow runs without the lock then, and says so."""
+
+
+class UnsafeFile(LocalFault):
+    """A trusted file, or a folder above it, is open to other users; the message says what to run."""
+
+
+class MailError(LocalFault):
     """The mail could not be handed to sendmail."""
+
+
+class WakeError(LocalFault):
+    """The magic packet could not be sent."""
+
+
+# ---- putting hgs in place ------------------------------------------------------------------
+
+class SetupError(HgsError):
+    """hgs could not be put in place: bad input to a setup command, or a file it cannot write."""
+
+
+class InstallError(SetupError):
+    """A hook could not be put in place (the message names the file and why)."""
+
+
+class InitError(SetupError):
+    """Bad input to hgs init, or a file it cannot write."""

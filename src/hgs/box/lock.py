@@ -9,12 +9,7 @@ import fcntl
 import os
 import time
 
-from hgs.errors import HgsError
-
-
-class LockError(HgsError):
-    """The lock file cannot be created or locked (disk full, read-only, permissions): not
-    another flow holding it. A protective flow runs without the lock then, and says so."""
+from hgs.errors import LockError
 
 
 class SiteLock:

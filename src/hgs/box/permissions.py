@@ -11,11 +11,7 @@ replace the file). Every refusal names the command that fixes it.
 import os
 import stat
 
-from hgs.errors import HgsError
-
-
-class UnsafeFile(HgsError):
-    """A trusted file, or a folder above it, is open to other users; the message says what to run."""
+from hgs.errors import UnsafeFile
 
 
 def open_checked(path, what, private=False, owners=None):

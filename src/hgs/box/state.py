@@ -11,16 +11,12 @@ import json
 import os
 import time
 
-from hgs.errors import HgsError
+from hgs.errors import StateError
 from hgs.box.files import write_atomic
 
 VERSION = 1
 IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"
 PHASES = (IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING)
-
-
-class StateError(HgsError):
-    """The state file cannot be read or written."""
 
 
 def empty():

@@ -14,19 +14,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from hgs.errors import HgsError
+from hgs.errors import HgsError, InitError
 from hgs.box.files import write_atomic
 
 EXAMPLE = "config.example.py"
 DEFAULT_ADDRESS = {"apcupsd": "127.0.0.1:3551", "nut": "ups@127.0.0.1:3493"}
 MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class InitError(HgsError):
-    """Bad input to hgs init, or a file it cannot write."""
-
-    exit_code = 2
 
 
 def add_arguments(parser):

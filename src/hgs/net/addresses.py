@@ -15,16 +15,12 @@ import socket
 import threading
 import time
 
-from hgs.errors import HgsError
+from hgs.errors import HgsError, LookupFailed
 from hgs.box.files import write_atomic
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
 LOOKUP_WAIT_S = 5.0  # the longest a flow's start waits for the name service
-
-
-class LookupFailed(HgsError):
-    """A name did not resolve and no address of it is known."""
 
 
 def is_literal(address):

@@ -24,40 +24,13 @@ import threading
 import time
 
 from hgs.box import permissions
-from hgs.errors import HgsError
+from hgs.errors import (
+    ConnectionLost, HostKeyError, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout,
+    UnsafeTrustFile)
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
-
-
-class RemoteError(HgsError):
-    """The host could not be reached or refused us (the message says which and what to do)."""
-
-
-class HostKeyError(RemoteError):
-    """The host's key is not pinned, or it changed: a fatal error for that host."""
-
-
-class UnsafeTrustFile(HostKeyError):
-    """The SSH key or hgs's known_hosts (or a folder above them) is open to other users: refused,
-    not retried, with the command that fixes it."""
-
-
-class RemoteTimeout(RemoteError):
-    """A command did not finish within its deadline (the channel is closed)."""
-
-
-class ConnectionLost(RemoteError):
-    """The connection dropped while a command ran (e.g. the host powered off)."""
-
-
-class RemoteInterrupted(RemoteError):
-    """A remote step was cut short because the flow was told to stop (``interrupt()``)."""
-
-
-class OutputTooLarge(RemoteError):
-    """A command sent more output than hgs accepts from one call (the channel is closed)."""
 
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB

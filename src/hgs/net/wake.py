@@ -4,11 +4,7 @@ Only the address in the config is ever used: hgs never falls back to 255.255.255
 own. A dry run logs the packet it would send.
 """
 
-from hgs.errors import HgsError
-
-
-class WakeError(HgsError):
-    """The magic packet could not be sent."""
+from hgs.errors import WakeError
 
 
 class Waker:

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 
 from hgs.setup import hooks
-from hgs.errors import HgsError
+from hgs.errors import InstallError
 
 BACKUP = ".hgs-backup"
 BEGIN = "# --- hgs begin (written by 'hgs install nut'; 'hgs install nut --uninstall' removes it) ---"
@@ -37,10 +37,6 @@ CRON_MARK = "# hgs: written by 'hgs install cron'"
 RECORD = "hooks.json"
 NUT_FLAGS = ("ONBATT", "ONLINE", "LOWBATT", "FSD")
 NUT_DEFAULT_FLAGS = "SYSLOG+WALL"  # upsmon's own default for every event
-
-
-class InstallError(HgsError):
-    """A hook could not be put in place (the message names the file and why)."""
 
 
 # -- files: atomic writes that keep owner, group and mode; numbered backups --------------------

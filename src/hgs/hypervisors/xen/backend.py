@@ -9,20 +9,8 @@ The flows never ask whether they are rehearsing.
 from dataclasses import dataclass
 
 from hgs.hypervisors.xen import xe
-from hgs.errors import HgsError
+from hgs.errors import HgsError, XeCallError, XeMissing
 from hgs.net.ssh import ConnectionLost, RemoteError, RemoteTimeout, command_line
-
-
-class XeCallError(HgsError):
-    """xe ran and failed; ``error`` is the classified XeError."""
-
-    def __init__(self, where, argv, error):
-        self.error = error
-        super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}")
-
-
-class XeMissing(HgsError):
-    """xe is not at the configured path on the host (or cannot be run)."""
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,10 @@ import base64
 import re
 from dataclasses import dataclass
 
-from hgs.errors import HgsError
+from hgs.errors import BadUuid
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RESULT_TAG = "hgs-result"
-
-
-class BadUuid(HgsError):
-    """Text from the hypervisor was expected to be a uuid and is not."""
 
 
 def check_uuid(value):
