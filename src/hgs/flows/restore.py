@@ -102,25 +102,32 @@ class RestoreFlow:
 
     # -- 1. stable power ----------------------------------------------------------------------
 
+    def _power_now(self):
+        """Returns (the UPS reading, or None when unreadable; why the power counts as failed
+        again, or None): the one "power failed again?" test of the restore's confirmation."""
+        reason = self.stop_reason()
+        if reason:
+            return None, reason
+        try:
+            status = self.d.read_ups()
+        except UpsError as err:
+            self.log.warning("UPS not readable: %s", err)
+            return None, None
+        return status, ("the power failed again" if status.on_battery else None)
+
+    def _not_started(self, why, when):
+        self.log.info("%s %s: restore stopped", why, when)
+        self.report.fact(f"power failed again {when}: nothing started")
+        return False
+
     def confirm_power(self):
         window = self.timings.restore_confirm_s
         self.log.info("confirming the power is back for good: %.0f s", window)
         start = self.d.clock.now()
         while True:
-            reason = self.stop_reason()
-            if reason:
-                self.log.info("%s during the restore confirmation: restore stopped", reason)
-                self.report.fact("power failed again before the restore: nothing started")
-                return False
-            try:
-                status = self.d.read_ups()
-                if status.on_battery:
-                    self.log.info("the power failed again during the restore confirmation: restore stopped")
-                    self.report.fact("power failed again before the restore: nothing started")
-                    return False
-            except UpsError as err:
-                self.log.warning("UPS not readable: %s", err)
-                status = None
+            status, failed = self._power_now()
+            if failed:
+                return self._not_started(failed, "before the restore")
             elapsed = self.d.clock.now() - start
             if elapsed >= window:
                 break
@@ -137,16 +144,10 @@ class RestoreFlow:
                 try:
                     self._sleep(self.d.settings.ups.poll_interval_s * 5)
                 except PowerLost as why:
-                    self.log.info("%s while the battery recharged: restore stopped", why)
-                    self.report.fact("power failed again while the battery recharged: nothing started")
-                    return False
-                try:
-                    status = self.d.read_ups()
-                    if status.on_battery:
-                        self.report.fact("power failed again while the battery recharged: nothing started")
-                        return False
-                except UpsError:
-                    status = None
+                    return self._not_started(why, "while the battery recharged")
+                status, failed = self._power_now()
+                if failed:
+                    return self._not_started(failed, "while the battery recharged")
             else:
                 self.log.info("battery at %.0f %% (floor %.0f %%)", status.charge_pct, floor)
         self.report.fact(f"power stable for {window:g} s")
