@@ -13,7 +13,9 @@ gates a protective step.
 
 import copy
 import json
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -21,7 +23,8 @@ from types import SimpleNamespace
 from hgs.box import state as statemod
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
-from hgs.flows.ports import HALTED, RUNNING, SUSPENDED, Kind, host_stages, match_config  # noqa: F401 (match_config re-exported)
+from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
+                             host_stages, match_config)
 from hgs.ups import UpsState
 
 TICK_S = 0.02
@@ -45,17 +48,17 @@ def describe(err):
 class Deps:
     """What a flow works with: settings, the UPS, one hypervisor per configured host, etc."""
 
-    settings: object
-    read_ups: object  # () -> UpsStatus; raises UpsError
-    hypervisors: dict  # config host name -> hgs.flows.ports.Hypervisor (or its dry-run twin)
-    prober: object  # is_up(host) / is_down(host)
-    clock: object
-    state_file: object
-    log: object
-    escalated: object = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
-    waker: object = None
-    last_event: object = lambda kind, since: None  # (event, wall time) -> wall time a hook last got it, or None
-    side_by_side: object = lambda call, items: [call(item) for item in items]  # threads in the real wiring
+    settings: object  # hgs.config.Settings
+    read_ups: Callable[[], object]  # () -> UpsStatus; raises UpsError
+    hypervisors: dict[str, Hypervisor]  # config host name -> its hypervisor (or its dry-run twin)
+    prober: Prober
+    clock: Clock
+    state_file: StateStore
+    log: logging.Logger
+    escalated: Callable[[], bool] = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
+    waker: Waker | None = None
+    last_event: Callable[[str, float], float | None] = lambda kind, since: None  # wall time a hook last got it
+    side_by_side: Callable = lambda call, items: [call(item) for item in items]  # threads in the real wiring
 
 
 @dataclass

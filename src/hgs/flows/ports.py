@@ -150,6 +150,35 @@ class HypervisorFactory(Protocol):
     def __call__(self, host, log, connect_timeout_s: float, call_timeout_s: float) -> tuple: ...
 
 
+# -- the rest of the world, as the flows use it (hgs.flows.outage.Deps) ---------------------------
+
+class Clock(Protocol):
+    def now(self) -> float: ...  # monotonic seconds
+
+    def wall(self) -> float: ...  # epoch seconds
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Prober(Protocol):
+    """Whether a host (HostSettings, or anything with name, address, ssh_port, down_check)
+    answers; a prober may also offer ``are_down(hosts) -> [bool]`` probing them side by side."""
+
+    def is_up(self, host) -> bool: ...
+
+    def is_down(self, host) -> bool: ...
+
+
+class Waker(Protocol):
+    def wake(self, host) -> None: ...  # Wake-on-LAN for a config host; raises WakeError
+
+
+class StateStore(Protocol):
+    def load(self) -> dict: ...
+
+    def save(self, data: dict) -> dict: ...
+
+
 # -- what every flow shares about hosts --------------------------------------------------------
 
 def match_config(host_infos, settings_hosts):
