@@ -69,3 +69,22 @@ def test_xe_that_cannot_run_is_the_missing_kind():
     with pytest.raises(XeMissing) as caught:
         hypervisor(127, "sh: xe: not found").disable_ha()
     assert caught.value.kind == Kind.MISSING
+
+
+def test_the_rehearsal_twin_logs_the_exact_xe_commands_and_runs_none(caplog):
+    from hgs.hypervisors.rehearsal import DryRunHypervisor
+
+    ran = []
+    connection = SimpleNamespace(run=lambda command, timeout: ran.append(command), start=lambda *a, **k: ran.append(a))
+    real = Hypervisor(SimpleNamespace(name="xen1", xe_path="xe"), connection, 10, logging.getLogger("t"))
+    twin = DryRunHypervisor(real, logging.getLogger("t.dry"))
+    with caplog.at_level(logging.INFO, logger="t.dry"):
+        batch = twin.shutdown_vms([VM], force=True)
+        twin.start_vms([VM], resume=[VM])
+        assert twin.shutdown_host(HOST) == "sent"
+    assert ran == []
+    assert [o.kind for o in batch.poll()] == [Kind.DONE]
+    assert f"dry run: would run on xen1: xe vm-shutdown uuid={VM} --force" in caplog.text
+    assert f"dry run: would run on xen1: xe vm-resume uuid={VM}" in caplog.text
+    assert f"dry run: would run on xen1: xe host-shutdown uuid={HOST}" in caplog.text
+    assert twin.overlay == {VM: "running"}

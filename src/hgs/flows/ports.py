@@ -137,8 +137,12 @@ class Hypervisor(Protocol):
 
     def start_vms(self, uuids: Iterable[str], resume: Iterable[str] = ()) -> Batch: ...  # resume: of those, the suspended
 
+    # optional: ``describe(change, *args, **kwargs) -> [str]``: what a change (one of CHANGES, with
+    # its arguments) would run, in the backend's own words, for the dry-run twin's log
+
 
 READS = ("name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs")
+OPTIONAL = ("describe",)
 CHANGES = ("disable_ha", "enable_ha", "disable_host", "enable_host", "shutdown_host", "reset_powerstate",
            "shutdown_vms", "suspend_vms", "start_vms")
 

@@ -50,8 +50,13 @@ class DryRunHypervisor:
     def __getattr__(self, name):  # other reads and attributes go to the real hypervisor
         return getattr(self.real, name)
 
-    def _would(self, what):
-        self.log.info("dry run: would %s (through %s)", what, self.real.name)
+    def _would(self, what, change, *args, **kwargs):
+        """Logs what the real run would do: the backend's own words when it can describe the
+        change (the optional ``describe`` of the port), else the port's."""
+        describe = getattr(self.real, "describe", None)
+        lines = describe(change, *args, **kwargs) if describe is not None else None
+        for line in lines or [f"{what} (through {self.real.name})"]:
+            self.log.info("dry run: would %s", line)
 
     def _absent(self, err):
         self.absent = err
@@ -83,41 +88,41 @@ class DryRunHypervisor:
     # -- changes: said, not done -----------------------------------------------------------------
 
     def disable_ha(self):
-        self._would("turn pool HA off")
+        self._would("turn pool HA off", "disable_ha")
 
     def enable_ha(self, srs):
-        self._would("turn pool HA on" + (f" (heartbeat SR {', '.join(srs)})" if srs else ""))
+        self._would("turn pool HA on" + (f" (heartbeat SR {', '.join(srs)})" if srs else ""), "enable_ha", srs)
 
     def disable_host(self, host_uuid):
-        self._would(f"disable host {host_uuid}")
+        self._would(f"disable host {host_uuid}", "disable_host", host_uuid)
 
     def enable_host(self, host_uuid):
-        self._would(f"enable host {host_uuid}")
+        self._would(f"enable host {host_uuid}", "enable_host", host_uuid)
 
     def shutdown_host(self, host_uuid):
-        self._would(f"shut down host {host_uuid}")
+        self._would(f"shut down host {host_uuid}", "shutdown_host", host_uuid)
         return "sent"
 
     def reset_powerstate(self, vm_uuid):
-        self._would(f"reset the power state of VM {vm_uuid}")
+        self._would(f"reset the power state of VM {vm_uuid}", "reset_powerstate", vm_uuid)
         self.overlay[vm_uuid] = HALTED
 
-    def _batch(self, verb, uuids, state):
+    def shutdown_vms(self, uuids, force=False):
         uuids = list(uuids)
-        for vm_uuid in uuids:
-            self._would(f"{verb} VM {vm_uuid}")
-            self.overlay[vm_uuid] = state
+        self._would(f"{'force the shutdown of' if force else 'shut down'} VM(s) {', '.join(uuids)}",
+                    "shutdown_vms", uuids, force=force)
+        self.overlay.update(dict.fromkeys(uuids, HALTED))
         return DoneBatch(uuids)
 
-    def shutdown_vms(self, uuids, force=False):
-        return self._batch("force the shutdown of" if force else "shut down", uuids, HALTED)
-
     def suspend_vms(self, uuids):
-        return self._batch("suspend", uuids, SUSPENDED)
+        uuids = list(uuids)
+        self._would(f"suspend VM(s) {', '.join(uuids)}", "suspend_vms", uuids)
+        self.overlay.update(dict.fromkeys(uuids, SUSPENDED))
+        return DoneBatch(uuids)
 
     def start_vms(self, uuids, resume=()):
-        resume = set(resume)
-        uuids = list(uuids)
-        self._batch("resume", [u for u in uuids if u in resume], RUNNING)
-        self._batch("start", [u for u in uuids if u not in resume], RUNNING)
+        uuids, resume = list(uuids), set(resume)
+        self._would(f"start VM(s) {', '.join(uuids)}" + (f" (resuming {', '.join(sorted(resume))})" if resume else ""),
+                    "start_vms", uuids, resume=resume)
+        self.overlay.update(dict.fromkeys(uuids, RUNNING))
         return DoneBatch(uuids)

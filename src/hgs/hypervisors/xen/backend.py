@@ -202,6 +202,24 @@ class Hypervisor:
         return Batch(stream, [u for u, _ in commands])
 
 
+    def describe(self, change, *args, **kwargs):
+        """Returns what the change ``change`` (a port verb, with its arguments) would run here,
+        one line per xe call: the dry-run twin logs them, so a rehearsal shows the exact commands."""
+        argvs = {
+            "disable_ha": lambda: [xe.pool_ha_disable()],
+            "enable_ha": lambda srs: [xe.pool_ha_enable([u for u in srs if isinstance(u, str) and xe.UUID.match(u)])],
+            "disable_host": lambda host_uuid: [xe.host_disable(host_uuid)],
+            "enable_host": lambda host_uuid: [xe.host_enable(host_uuid)],
+            "shutdown_host": lambda host_uuid: [xe.host_shutdown(host_uuid)],
+            "reset_powerstate": lambda vm_uuid: [xe.vm_reset_powerstate(vm_uuid)],
+            "shutdown_vms": lambda uuids, force=False: [xe.vm_shutdown(u, force=force) for u in uuids],
+            "suspend_vms": lambda uuids: [xe.vm_suspend(u) for u in uuids],
+            "start_vms": lambda uuids, resume=(): [xe.vm_resume(u) if u in set(resume) else xe.vm_start(u)
+                                                   for u in uuids],
+        }[change](*args, **kwargs)
+        return [f"run on {self.host.name}: xe {' '.join(argv)}" for argv in argvs]
+
+
 def open_hypervisor(host, log, connect_timeout_s, call_timeout_s):
     """The port's HypervisorFactory for xe: returns (Hypervisor, close) for a config host."""
     from hgs.net.ssh import Connection
