@@ -1,5 +1,5 @@
 """Hand-written fakes for the restore flow: a manual clock and a simulated pool of hosts that
-boot when woken (WOL), whose xapi answers HOST_STILL_BOOTING for a while, and whose VMs
+boot when woken (WOL), whose hypervisor answers BOOTING for a while, and whose VMs
 start when asked. Pure logic, no sockets: each restore runs in milliseconds.
 
 A ``Site`` counts every step the flow takes (a hypervisor call, a Wake-on-LAN packet, a
