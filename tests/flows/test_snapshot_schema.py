@@ -176,3 +176,21 @@ def test_any_records_in_a_state_read_without_raising_and_round_trip_clean(schema
 def test_any_run_record_reads_without_raising_and_round_trips(data):
     record = RunRecord.from_dict(data)
     assert RunRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_a_second_outage_keeps_the_earlier_snapshot_and_adds_what_runs_now():
+    earlier = Snapshot("2026-12-01T00:00:00+0000", "run-1",
+                       {"p1": PoolRecord("h1", True, ["sr-1"]), "p2": PoolRecord("h9", False, [])},
+                       {"h1": HostRecord("xen1", "xen1", "p1", True)},
+                       {"v1": VmRecord("v1", "db", "p1", "h1", order=2, action="suspend")})
+    now = Snapshot("2026-12-02T00:00:00+0000", "run-2",
+                   {"p1": PoolRecord("h1", False, ["sr-2"]), "p2": PoolRecord("h9", True, ["sr-9"])},
+                   {"h1": HostRecord("renamed"), "h2": HostRecord("xen2", "xen2", "p1")},
+                   {"v1": VmRecord("v1", "db-now", "p1"), "v2": VmRecord("v2", "web", "p1")})
+    merged = earlier.merged(now)
+    assert (merged.taken, merged.run_id) == ("2026-12-01T00:00:00+0000", "run-1")
+    assert merged.vms == {"v1": earlier.vms["v1"], "v2": now.vms["v2"]}
+    assert merged.hosts == {"h1": earlier.hosts["h1"], "h2": now.hosts["h2"]}
+    assert merged.pools["p1"] == PoolRecord("h1", True, ["sr-1"])  # HA stays on, the SR it knew stands
+    assert merged.pools["p2"] == PoolRecord("h9", True, ["sr-9"])
+    assert earlier.pools["p2"] == PoolRecord("h9", False, [])  # the earlier snapshot itself is unchanged

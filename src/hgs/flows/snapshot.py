@@ -159,6 +159,11 @@ class VmRecord:
         return _asdict(self)
 
     @classmethod
+    def running(cls, vm, pool_uuid, action="shutdown"):
+        """Returns the record of ``vm`` (a VmInfo the hypervisor listed running in ``pool_uuid``)."""
+        return cls(vm.uuid, vm.name, pool_uuid, vm.resident_on, vm.order, vm.start_delay, vm.tools, action)
+
+    @classmethod
     def from_dict(cls, key, data, damaged=None):
         """Given a record's key and its JSON value, returns the record, or None (named in
         ``damaged``) when it is not an object."""
@@ -210,6 +215,23 @@ class Snapshot:
                 "hosts": {key: record.to_dict() for key, record in self.hosts.items()},
                 "vms": {key: record.to_dict() for key, record in self.vms.items()}}
 
+    def merged(self, new):
+        """Returns this snapshot (an earlier outage's, not yet restored) with what ``new`` found
+        added: every record this one holds is kept; a pool's HA was on when either says so, and
+        the heartbeat SRs this one knew stand unless it knew none."""
+        pools = {key: dataclasses.replace(record, ha_srs=list(record.ha_srs)) for key, record in self.pools.items()}
+        hosts, vms = dict(self.hosts), dict(self.vms)
+        for mine, theirs in ((pools, new.pools), (hosts, new.hosts), (vms, new.vms)):
+            for key, record in theirs.items():
+                mine.setdefault(key, record)
+        for key, pool in new.pools.items():
+            kept = pools[key]
+            kept.ha_was_enabled = kept.ha_was_enabled or pool.ha_was_enabled
+            if not kept.ha_srs:
+                kept.ha_srs = list(pool.ha_srs)
+        return Snapshot(self.taken if self.taken is not None else new.taken,
+                        self.run_id if self.run_id is not None else new.run_id, pools, hosts, vms)
+
     @classmethod
     def from_dict(cls, data, damaged=None):
         """Given a snapshot's JSON object, returns the Snapshot; a damaged record is left out and
@@ -251,17 +273,20 @@ class State:
 
     @classmethod
     def from_dict(cls, data, source="the state file"):
-        """Given the JSON value of a state file of any schema up to SCHEMA_VERSION, returns the
-        State (damaged records left out, named in ``damaged``). Raises NewerStateError for a
+        """Given the JSON value of a state file of any schema up to SCHEMA_VERSION (or the dict
+        StateFile.load() returns), returns the State (damaged records left out, named in
+        ``damaged``). Raises NewerStateError for a
         newer schema, StateError for a state hgs did not write; ``source`` names it in the message."""
         data = migrate(data, source)
+        noted = data.get("damaged_records")  # what StateFile.load() left out, in the dict it gives the flows
         problems = [] if data.get("phase") in PHASES else [f"phase {data.get('phase')!r:.40}"]
         snapshot = data.get("snapshot")
         if snapshot is not None and not isinstance(snapshot, dict):
             problems.append(f"a snapshot that is a JSON {_json_type(snapshot)}")
         if problems:
             raise StateError(f"{source} is damaged ({', '.join(problems)})")
-        damaged = []
+        damaged, ok = _texts(noted)
+        damaged = damaged if ok else []
         pending, ok = _texts(data.get("restore_pending"))
         if not ok and data.get("restore_pending") is not None:
             damaged.append(f"restore_pending {data.get('restore_pending')!r:.40} is not a list of VM uuids "
