@@ -88,7 +88,7 @@ def test_an_outage_with_a_newer_state_file_protects_the_site_and_keeps_the_file_
 
 @pytest.mark.parametrize("text", ['{"schema": "2", "phase": "idle"}', '{"schema": 0, "phase": "idle"}',
                                   '{"schema": true, "phase": "idle"}', '{"version": 7, "phase": "idle"}',
-                                  '{"schema": 2, "phase": "resting"}'])
+                                  '{"version": true, "phase": "idle"}', '{"schema": 2, "phase": "resting"}'])
 def test_a_state_hgs_did_not_write_is_refused_saying_what_to_do(tmp_path, text):
     (tmp_path / "state.json").write_text(text)
     state_file = StateFile(tmp_path)

@@ -36,6 +36,14 @@ def _json_type(value):
     return type(value).__name__
 
 
+def _shown(value):
+    """Returns the start of ``value``'s repr for a message (an int too long to show: its type)."""
+    try:
+        return f"{value!r:.40}"
+    except ValueError:  # an int past Python's digit limit
+        return f"a long {_json_type(value)}"
+
+
 def _text(value):
     return (value, True) if isinstance(value, str) else (None, False)
 
@@ -99,11 +107,11 @@ def _read_fields(chosen, key, data, where, damaged):
         default = str(key) if from_key else _default(f)
         raw = data.get(f.name)
         if raw is None:
-            values[f.name] = default  # missing (an older schema) or null: the default, said by nobody
+            values[f.name] = default  # missing (an older schema) or null: the default, silently
             continue
         value, ok = read(raw)
         if not ok and not from_key:
-            damaged.append(f"{where}: {f.name} {raw!r:.40} is not {WHAT[read]} (taken as {default!r})")
+            damaged.append(f"{where}: {f.name} {_shown(raw)} is not {WHAT[read]} (taken as {default!r})")
         values[f.name] = value if ok else default
     return values
 
@@ -126,7 +134,7 @@ def _records(cls, part, data, damaged):
 
 
 def _asdict(record):
-    return {f.name: _plain(getattr(record, f.name)) for f in fields(record) if f.name != "damaged"}
+    return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
 
 
 def _plain(value):
@@ -244,7 +252,7 @@ class Snapshot:
         for name in ("taken", "run_id"):
             value = data.get(name)
             if value is not None and not isinstance(value, str):
-                damaged.append(f"snapshot: {name} {value!r:.40} is not text (left out)")
+                damaged.append(f"snapshot: {name} {_shown(value)} is not text (left out)")
                 value = None
             found[name] = value
         return cls(found["taken"], found["run_id"], _records(PoolRecord, "pools", data.get("pools"), damaged),
@@ -275,11 +283,11 @@ class State:
     def from_dict(cls, data, source="the state file"):
         """Given the JSON value of a state file of any schema up to SCHEMA_VERSION (or the dict
         StateFile.load() returns), returns the State (damaged records left out, named in
-        ``damaged``). Raises NewerStateError for a
-        newer schema, StateError for a state hgs did not write; ``source`` names it in the message."""
+        ``damaged``). Raises NewerStateError for a newer schema, StateError for a state hgs did
+        not write; ``source`` names it in the message."""
         data = migrate(data, source)
         noted = data.get("damaged_records")  # what StateFile.load() left out, in the dict it gives the flows
-        problems = [] if data.get("phase") in PHASES else [f"phase {data.get('phase')!r:.40}"]
+        problems = [] if data.get("phase") in PHASES else [f"phase {_shown(data.get('phase'))}"]
         snapshot = data.get("snapshot")
         if snapshot is not None and not isinstance(snapshot, dict):
             problems.append(f"a snapshot that is a JSON {_json_type(snapshot)}")
@@ -289,7 +297,7 @@ class State:
         damaged = damaged if ok else []
         pending, ok = _texts(data.get("restore_pending"))
         if not ok and data.get("restore_pending") is not None:
-            damaged.append(f"restore_pending {data.get('restore_pending')!r:.40} is not a list of VM uuids "
+            damaged.append(f"restore_pending {_shown(data.get('restore_pending'))} is not a list of VM uuids "
                            "(every VM of the snapshot is started)")
         updated, _ = _text(data.get("updated"))
         return cls(data["phase"], None if snapshot is None else Snapshot.from_dict(snapshot, damaged),
@@ -308,11 +316,11 @@ def migrate(data, source="the state file"):
         raise StateError(f"{source} is not one this hgs wrote (a JSON {_json_type(data)}, not an object)")
     schema = data.get("schema")
     if schema is None:  # schema 1 did not say so: it said "version": 1
-        if data.get("version") != 1:
-            raise StateError(f"{source} is not one this hgs wrote (no schema, version {data.get('version')!r:.40})")
+        if type(data.get("version")) is not int or data["version"] != 1:
+            raise StateError(f"{source} is not one this hgs wrote (no schema, version {_shown(data.get('version'))})")
         schema = 1
     if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
-        raise StateError(f"{source} is not one this hgs wrote (schema {schema!r:.40})")
+        raise StateError(f"{source} is not one this hgs wrote (schema {_shown(schema)})")
     if schema > SCHEMA_VERSION:
         raise NewerStateError(schema, SCHEMA_VERSION, source)
     data = dict(data)
