@@ -194,3 +194,17 @@ def test_a_second_outage_keeps_the_earlier_snapshot_and_adds_what_runs_now():
     assert merged.pools["p1"] == PoolRecord("h1", True, ["sr-1"])  # HA stays on, the SR it knew stands
     assert merged.pools["p2"] == PoolRecord("h9", True, ["sr-9"])
     assert earlier.pools["p2"] == PoolRecord("h9", False, [])  # the earlier snapshot itself is unchanged
+
+
+@FUZZ
+@given(st.binary(max_size=64) | JSON.map(lambda value: json.dumps(value).encode()))
+def test_any_bytes_in_the_state_file_read_as_a_state_or_a_state_error(content):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        with open(f"{folder}/state.json", "wb") as handle:
+            handle.write(content)
+        try:
+            assert isinstance(StateFile(folder).read(), State)
+        except StateError as err:
+            assert f"{folder}/state.json" in str(err)
