@@ -70,19 +70,33 @@ class LookupFailed(RemoteFault):
 
 
 class HypervisorError(RemoteFault):
-    """The hypervisor ran a call and refused it, or cannot run calls at all."""
+    """The hypervisor ran a call and refused it, or cannot run calls at all.
+
+    ``kind`` is one of hgs's kinds (``hgs.flows.ports.Kind``, a str: "failed", "booting",
+    "not_disabled", "missing"...): what a flow acts on. ``reason`` is the backend's own short
+    words for it (for a person), ``str()`` the whole message."""
+
+    kind = "failed"
+
+    def __init__(self, message, kind=None, reason=None):
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+        self.reason = reason or message
 
 
 class XeCallError(HypervisorError):
-    """xe ran and failed; ``error`` is the classified XeError."""
+    """xe ran and failed; ``error`` is the classified XeError, ``kind`` hgs's word for it."""
 
-    def __init__(self, where, argv, error):
+    def __init__(self, where, argv, error, kind="failed"):
         self.error = error
-        super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}")
+        super().__init__(f"{where}: xe {argv[0]} failed: {error.summary}", kind, error.summary)
 
 
 class XeMissing(HypervisorError):
     """xe is not at the configured path on the host (or cannot be run)."""
+
+    kind = "missing"
 
 
 class BadUuid(HypervisorError):

@@ -10,7 +10,8 @@ from hgs.net import mail as mailmod
 from hgs.net.addresses import AddressBook
 from hgs.box.clock import Clock, InstantClock
 from hgs.flows.outage import Deps
-from hgs.hypervisors.xen.backend import DryRunHypervisor, Hypervisor
+from hgs.hypervisors.rehearsal import DryRunHypervisor
+from hgs.hypervisors.xen.backend import Hypervisor, open_hypervisor  # noqa: F401 (the factory inspect uses)
 from hgs.net.probe import DryRunProber, Prober
 from hgs.net.ssh import Connection
 from hgs.box.state import StateFile

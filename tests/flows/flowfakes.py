@@ -1,9 +1,9 @@
 """Hand-written fakes for the fast flow layer: no root, no sshd, virtual time.
 
 ``Site`` is a small world: a pool of hosts with HA, VMs of every kind, a UPS, and a manual
-clock. ``FakeHypervisor`` answers the calls the flows make on ``Deps.hypervisors[...]`` the way
-xe over SSH does (xe error codes, a dropped session during host-shutdown counted as sent), and
-``Faults`` makes any one call fail in one of the ways a real site fails: an xe error, a lost
+clock. ``FakeHypervisor`` implements the hypervisor port (``hgs.flows.ports.Hypervisor``) the way
+a pool answers it (refusals as the port's kinds, a dropped session during a host shutdown counted
+as sent), and ``Faults`` makes any one call fail in one of the ways a real site fails: a refusal, a lost
 connection, a hang past the deadline, garbage output, a bug. Every call a flow makes to the
 world (xe, the UPS, the state file) is one numbered position, so a sweep can hit each one.
 """
@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from hgs import config as configmod
-from hgs.hypervisors.xen import xe
-from hgs.errors import UpsError
+from hgs.errors import BadUuid, ConnectionLost, HypervisorError, RemoteError, RemoteTimeout, UpsError
 from hgs.flows.outage import Deps
-from hgs.hypervisors.xen.backend import HostInfo, Outcome, PoolInfo, VmInfo, XeCallError
-from hgs.net.ssh import ConnectionLost, RemoteError, RemoteTimeout
+from hgs.flows.ports import HostInfo, Kind, Outcome, PoolInfo, VmInfo
 from hgs.box.state import StateError, StateFile
 from hgs.ups import UpsState, UpsStatus
 
@@ -54,7 +52,7 @@ class ManualClock:
 
 # -- faults --------------------------------------------------------------------------------
 
-XE_KINDS = ("xe", "lost", "hang", "garbage", "bug")  # what an xe call can do to a flow
+XE_KINDS = ("xe", "lost", "hang", "garbage", "bug")  # what a hypervisor call can do to a flow ("xe": a refusal)
 KINDS_FOR = {"xe": XE_KINDS, "ups": ("ups", "bug"), "state": ("state", "bug")}
 
 
@@ -440,9 +438,12 @@ class RecordingMailer:
 
 # -- the hypervisor ------------------------------------------------------------------------
 
-def xe_error(code, **params):
-    text = xe.DESCRIPTIONS.get(code, code) + "".join(f"\n{k}: {v}" for k, v in params.items())
-    return xe.classify(text)
+class InjectedRefusal(HypervisorError):
+    """A refusal the fault plan injected: the hypervisor says something hgs has no kind for."""
+
+
+def refused(vm_uuid, kind, message, state=None):
+    return Outcome(vm_uuid, kind, state, message)
 
 
 class FakeBatch:
@@ -474,13 +475,12 @@ class FakeBatch:
 
 
 class FakeHypervisor:
-    """xe on one host of the fake site: same methods, same errors as hgs.hypervisors.xen.backend.Hypervisor."""
+    """One host's view of the fake pool, implementing the hypervisor port from hgs.flows.ports."""
 
     def __init__(self, site, name, xe_timeout_s):
         self.site = site
         self.name = name
         self.xe_timeout_s = xe_timeout_s
-        self.host = SimpleNamespace(name=name)
 
     def _call(self, call, args=(), run=lambda: None):
         """Numbers the call, injects its fault if planned, else runs it; records it either way."""
@@ -494,15 +494,15 @@ class FakeHypervisor:
             site.faults.note(position, kind, call, self.name, message)
             site.log_calls.append((now, self.name, call, args, f"fault: {kind}"))
             if kind == "xe":
-                raise XeCallError(self.name, (call,), xe.classify(f"The server failed to handle your request "
-                                                                  f"({message})"))
+                raise InjectedRefusal(f"{self.name}: {call} failed: the server failed to handle your request "
+                                      f"({message})", Kind.FAILED, message)
             if kind == "lost":
                 raise ConnectionLost(f"{self.name}: the connection dropped while running a command ({message})")
             if kind == "hang":
                 site.clock.advance(self.xe_timeout_s)
                 raise RemoteTimeout(f"{self.name}: no result within {self.xe_timeout_s:g} s ({message})")
             if kind == "garbage":
-                raise xe.BadUuid(f"not a uuid: 'garbage' ({message})")
+                raise BadUuid(f"not a uuid: 'garbage' ({message})")
             raise InjectedBug(message)
         if me.power != "on":
             site.log_calls.append((now, self.name, call, args, "unreachable"))
@@ -510,12 +510,13 @@ class FakeHypervisor:
         master = site.master_host()
         if self.name != master.name and master.power != "on":
             site.log_calls.append((now, self.name, call, args, "master unreachable"))
-            raise XeCallError(self.name, (call,), xe_error("CANNOT_CONTACT_HOST"))
+            raise HypervisorError(f"{self.name}: {call} failed: the pool master cannot be contacted",
+                                  Kind.FAILED, "the pool master cannot be contacted")
         site.clock.advance(site.call_s)
         try:
             result = run()
-        except XeCallError as err:
-            site.log_calls.append((now, self.name, call, args, err.error.code))
+        except HypervisorError as err:
+            site.log_calls.append((now, self.name, call, args, str(err.kind)))
             raise
         site.log_calls.append((now, self.name, call, args, "ok"))
         return result
@@ -548,36 +549,37 @@ class FakeHypervisor:
 
     # -- changes ------------------------------------------------------------------------------
 
-    def ha_disable(self):
+    def disable_ha(self):
         def run():
             self.site.ha_enabled = False
 
         self._call("pool-ha-disable", (), run)
 
-    def ha_enable(self, sr_uuids):
+    def enable_ha(self, srs):
         def run():
             self.site.ha_enabled = True
 
-        self._call("pool-ha-enable", tuple(sr_uuids), run)
+        self._call("pool-ha-enable", tuple(srs), run)
 
-    def host_disable(self, host_uuid):
+    def disable_host(self, host_uuid):
         def run():
             self.site.host_by_uuid(host_uuid).enabled = False
 
         self._call("host-disable", (self.site.host_by_uuid(host_uuid).name,), run)
 
-    def host_enable(self, host_uuid):
+    def enable_host(self, host_uuid):
         def run():
             self.site.host_by_uuid(host_uuid).enabled = True
 
         self._call("host-enable", (self.site.host_by_uuid(host_uuid).name,), run)
 
-    def host_shutdown(self, host_uuid):
+    def shutdown_host(self, host_uuid):
         host = self.site.host_by_uuid(host_uuid)
 
         def run():
             if host.enabled:
-                raise XeCallError(self.name, ("host-shutdown",), xe_error("HOST_NOT_DISABLED"))
+                raise HypervisorError(f"{self.name}: host-shutdown failed: {host.name} is not disabled",
+                                      Kind.NOT_DISABLED, "the host is not disabled")
             host.shutdown_calls.append(self.site.clock.now())
             if host.off_at is None:
                 host.off_at = self.site.clock.now() + self.site.off_after_s
@@ -585,7 +587,7 @@ class FakeHypervisor:
         try:
             self._call("host-shutdown", (host.name,), run)
         except (ConnectionLost, RemoteTimeout):
-            return "sent, session dropped"  # as hgs.hypervisors.xen.backend: the host may be going down under the call
+            return "sent, session dropped"  # as the port says: the host may be going down under the call
         return "sent"
 
     def reset_powerstate(self, vm_uuid):
@@ -595,80 +597,82 @@ class FakeHypervisor:
 
         self._call("vm-reset-powerstate", (self.site.vms[vm_uuid].name,), run)
 
-    def launch(self, commands):
-        """Starts [(uuid, argv)] vm-shutdowns (or vm-suspends, vm-starts, vm-resumes: one kind per
-        batch, as the flows launch them); returns a FakeBatch. One position for the whole batch."""
+    def shutdown_vms(self, uuids, force=False):
+        """Starts the shutdowns of ``uuids``; returns a FakeBatch. One position for the whole batch."""
         site = self.site
-        if commands and commands[0][1][0] in ("vm-start", "vm-resume", "vm-suspend"):
-            return self._launch_other(commands)
-        force = bool(commands) and "--force" in commands[0][1]
+        uuids = list(uuids)
         call = "vm-shutdown --force" if force else "vm-shutdown"
-        names = tuple(site.vms[u].name for u, _ in commands)
+        names = tuple(site.vms[u].name for u in uuids)
+
         def run():
             now = site.clock.now()
             pending = {}
-            for vm_uuid, _ in commands:
+            for vm_uuid in uuids:
                 vm = site.vms[vm_uuid]
                 if vm.power != "running":
-                    pending[vm_uuid] = (now, Outcome(vm_uuid, 1, xe_error("VM_BAD_POWER_STATE", actual="halted")))
+                    pending[vm_uuid] = (now, refused(vm_uuid, Kind.ALREADY, "already halted", "halted"))
                 elif force:
                     if vm.force_fails:
-                        pending[vm_uuid] = (now + 1.0, Outcome(vm_uuid, 1, xe_error("VM_SHUTDOWN_TIMEOUT")))
+                        pending[vm_uuid] = (now + 1.0, refused(vm_uuid, Kind.FAILED, "the forced shutdown timed out"))
                     else:
                         vm.halt_at = min(vm.halt_at or now + 0.5, now + 0.5)
-                        pending[vm_uuid] = (now + 0.5, Outcome(vm_uuid, 0, None))
+                        pending[vm_uuid] = (now + 0.5, Outcome(vm_uuid, Kind.DONE))
                 elif not vm.tools:
-                    pending[vm_uuid] = (now, Outcome(vm_uuid, 1, xe_error("VM_LACKS_FEATURE")))
+                    pending[vm_uuid] = (now, refused(vm_uuid, Kind.NO_TOOLS, "no guest tools"))
                 elif vm.clean_s is None:
                     pending[vm_uuid] = (None, None)  # the guest ignores it: the call never returns
                 else:
                     vm.halt_at = now + vm.clean_s if vm.halt_at is None else vm.halt_at
-                    pending[vm_uuid] = (vm.halt_at, Outcome(vm_uuid, 0, None))
+                    pending[vm_uuid] = (vm.halt_at, Outcome(vm_uuid, Kind.DONE))
             return pending
 
         try:
             pending = self._call(call, names, run)
-        except XeCallError as err:
-            if err.error.code != "OTHER":
-                raise
-            # an xe error inside the batch: every call of it reports the failure
+        except InjectedRefusal as err:
+            # a refusal inside the batch: every call of it reports the failure
             now = site.clock.now()
-            return FakeBatch(site, {u: (now, Outcome(u, 1, err.error)) for u, _ in commands})
+            return FakeBatch(site, {u: (now, Outcome(u, Kind.FAILED, message=err.reason, unexpected=True))
+                                    for u in uuids})
         except ConnectionLost:
-            return FakeBatch(site, {u: (None, None) for u, _ in commands}, lost=True)
-        except xe.BadUuid:
-            return FakeBatch(site, {u: (None, None) for u, _ in commands}, garbage=True)
+            return FakeBatch(site, {u: (None, None) for u in uuids}, lost=True)
+        except BadUuid:
+            return FakeBatch(site, {u: (None, None) for u in uuids}, garbage=True)
         return FakeBatch(site, pending)
 
+    def suspend_vms(self, uuids):
+        return self._others([(u, "vm-suspend") for u in uuids])
 
-    def _launch_other(self, commands):
-        """vm-suspend, vm-start and vm-resume (a batch may mix the last two) as xapi answers them
-        (xen-api ocaml/xapi/xapi_vm_lifecycle.ml: each needs its power state, else VM_BAD_POWER_STATE)."""
+    def start_vms(self, uuids, resume=()):
+        resume = set(resume)
+        return self._others([(u, "vm-resume" if u in resume else "vm-start") for u in uuids])
+
+    def _others(self, calls):
+        """Suspends, starts and resumes (a batch may mix the last two) as a pool answers them: each
+        needs its power state, else the VM's state is the answer."""
         site = self.site
-        call = " + ".join(sorted({argv[0] for _, argv in commands}))
-        names = tuple(site.vms[u].name for u, _ in commands)
+        call = " + ".join(sorted({what for _, what in calls}))
+        names = tuple(site.vms[u].name for u, _ in calls)
 
         def run():
             now = site.clock.now()
             pending = {}
-            for vm_uuid, argv in commands:
-                call = argv[0]
-                wanted = {"vm-suspend": "running", "vm-start": "halted", "vm-resume": "suspended"}[call]
+            for vm_uuid, what in calls:
+                wanted = {"vm-suspend": "running", "vm-start": "halted", "vm-resume": "suspended"}[what]
                 vm = site.vms[vm_uuid]
                 if vm.power != wanted:
-                    error = xe_error("VM_BAD_POWER_STATE", expected=wanted, actual=vm.power)
-                    pending[vm_uuid] = (now, Outcome(vm_uuid, 1, error))
-                elif call == "vm-suspend" and vm.suspend_error:
-                    pending[vm_uuid] = (now + 0.5, Outcome(vm_uuid, 1, xe_error(vm.suspend_error)))
-                elif call == "vm-suspend" and vm.suspend_s is None:
+                    kind = Kind.SUSPENDED if vm.power == "suspended" else Kind.ALREADY
+                    pending[vm_uuid] = (now, refused(vm_uuid, kind, f"the VM is {vm.power}, not {wanted}", vm.power))
+                elif what == "vm-suspend" and vm.suspend_error:
+                    pending[vm_uuid] = (now + 0.5, refused(vm_uuid, Kind.FAILED, vm.suspend_error))
+                elif what == "vm-suspend" and vm.suspend_s is None:
                     pending[vm_uuid] = (None, None)  # the suspend never completes
-                elif call == "vm-suspend":
+                elif what == "vm-suspend":
                     vm.suspend_at = now + vm.suspend_s
-                    pending[vm_uuid] = (vm.suspend_at, Outcome(vm_uuid, 0, None))
+                    pending[vm_uuid] = (vm.suspend_at, Outcome(vm_uuid, Kind.DONE))
                 else:
-                    vm.starts.append((now, call))
+                    vm.starts.append((now, what))
                     vm.run_at = now + vm.start_s
-                    pending[vm_uuid] = (vm.run_at, Outcome(vm_uuid, 0, None))
+                    pending[vm_uuid] = (vm.run_at, Outcome(vm_uuid, Kind.DONE))
             return pending
 
         return FakeBatch(site, self._call(call, names, run))

@@ -1,5 +1,5 @@
 """Hand-written fakes for the restore flow: a manual clock and a simulated pool of hosts that
-boot when woken (WOL), whose xapi answers HOST_STILL_BOOTING for a while, and whose VMs
+boot when woken (WOL), whose hypervisor answers BOOTING for a while, and whose VMs
 start when asked. Pure logic, no sockets: each restore runs in milliseconds.
 
 A ``Site`` counts every step the flow takes (a hypervisor call, a Wake-on-LAN packet, a
@@ -9,20 +9,18 @@ import copy
 import logging
 from types import SimpleNamespace
 
-from hgs.hypervisors.xen import xe
 from hgs.config import TIMING_FIELDS, HostSettings, Timings, VmPolicy
+from hgs.errors import HypervisorError, RemoteError, RemoteInterrupted
 from hgs.flows.outage import Deps
+from hgs.flows.ports import HostInfo, Kind, Outcome
 from hgs.flows.report import Report
-from hgs.hypervisors.xen.backend import HostInfo, Outcome, XeCallError
-from hgs.net.ssh import RemoteError, RemoteInterrupted
 from hgs.ups.status import UpsState, UpsStatus
 
 POOL = "11111111-0000-0000-0000-000000000000"
 SR = "22222222-0000-0000-0000-000000000000"
 HOST_UUIDS = {"master": "aaaaaaaa-0000-0000-0000-000000000001", "member1": "aaaaaaaa-0000-0000-0000-000000000002",
               "member2": "aaaaaaaa-0000-0000-0000-000000000003"}
-STILL_BOOTING = "The host toolstack is still initialising. Please wait."
-CALL_S = 0.05  # what one xe call costs on the manual clock
+CALL_S = 0.05  # what one hypervisor call costs on the manual clock
 
 
 class ManualClock:
@@ -204,7 +202,7 @@ class FakeBatch:
             if self.site.clock.t >= self.done_at[vm_uuid]:
                 self.pending.discard(vm_uuid)
                 self.site.power[vm_uuid] = "running"
-                out.append(Outcome(vm_uuid, 0, None))
+                out.append(Outcome(vm_uuid, Kind.DONE))
         return out
 
     def close(self):
@@ -212,8 +210,9 @@ class FakeBatch:
 
 
 class FakeHypervisor:
-    """xe on one fake host. ``interrupt`` works as on a real Connection: a hung call ends
-    with RemoteInterrupted as soon as it returns a reason."""
+    """One fake host's view of its pool, on the hypervisor port (the calls the restore makes).
+    ``interrupt`` works as on a real Connection: a hung call ends with RemoteInterrupted as soon
+    as it returns a reason."""
 
     def __init__(self, site, name):
         self.site = site
@@ -234,14 +233,15 @@ class FakeHypervisor:
         if not site.up(self.name):
             raise RemoteError(f"{self.name}: cannot connect (No route to host)")
         if not site.xapi_ready(self.name) or not site.xapi_ready("master"):
-            raise XeCallError(self.name, [what], xe.classify(STILL_BOOTING))
+            raise HypervisorError(f"{self.name}: {what} failed: the management API is still starting",
+                                  Kind.BOOTING, "still starting")
 
     def hosts(self):
         self._call("host-list")
         self.site.xapi_answered.setdefault(self.name, self.site.clock.t)
         return [HostInfo(u, n, "", self.site.enabled[n]) for n, u in HOST_UUIDS.items()]
 
-    def host_enable(self, host_uuid):
+    def enable_host(self, host_uuid):
         self._call("host-enable")
         self.site.enabled[next(n for n, u in HOST_UUIDS.items() if u == host_uuid)] = True
 
@@ -249,15 +249,15 @@ class FakeHypervisor:
         self._call("vm-list")
         return dict(self.site.power)
 
-    def launch(self, commands):
+    def start_vms(self, uuids, resume=()):
         self._call("vm-start batch")
         starts = {name: start_s for name, _, _, _, start_s in self.site.vms}
         names = {Site._vm_uuid(i): vm[0] for i, vm in enumerate(self.site.vms)}
-        return FakeBatch(self.site, {u: self.site.clock.t + starts[names[u]] for u, _ in commands})
+        return FakeBatch(self.site, {u: self.site.clock.t + starts[names[u]] for u in uuids})
 
-    def ha_enable(self, sr_uuids):
+    def enable_ha(self, srs):
         self._call("pool-ha-enable")
-        self.site.ha.append(list(sr_uuids))
+        self.site.ha.append(list(srs))
 
 
 def site_down_state(snapshot):

@@ -13,19 +13,20 @@ gates a protective step.
 
 import copy
 import json
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from hgs.box import state as statemod
-from hgs.errors import HgsError
+from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
-from hgs.hypervisors.xen.backend import XeCallError
+from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
+                             host_stages, match_config)
 from hgs.ups import UpsState
 
-FORCE_AT_ONCE = {"VM_LACKS_FEATURE", "VM_MISSING_PV_DRIVERS"}
-GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 TICK_S = 0.02
 POWER_POLL_S = 1.0
 READ_ATTEMPTS = 3  # a read the flow needs (the VM list) is tried this often before the flow goes on without it
@@ -47,24 +48,24 @@ def describe(err):
 class Deps:
     """What a flow works with: settings, the UPS, one hypervisor per configured host, etc."""
 
-    settings: object
-    read_ups: object  # () -> UpsStatus; raises UpsError
-    hypervisors: dict  # config host name -> Hypervisor (or its dry-run twin)
-    prober: object  # is_up(host) / is_down(host)
-    clock: object
-    state_file: object
-    log: object
-    escalated: object = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
-    waker: object = None
-    last_event: object = lambda kind, since: None  # (event, wall time) -> wall time a hook last got it, or None
-    side_by_side: object = lambda call, items: [call(item) for item in items]  # threads in the real wiring
+    settings: object  # hgs.config.Settings
+    read_ups: Callable[[], object]  # () -> UpsStatus; raises UpsError
+    hypervisors: dict[str, Hypervisor]  # config host name -> its hypervisor (or its dry-run twin)
+    prober: Prober
+    clock: Clock
+    state_file: StateStore
+    log: logging.Logger
+    escalated: Callable[[], bool] = lambda: False  # () -> True once 'hgs doshutdown' asked to hurry
+    waker: Waker | None = None
+    last_event: Callable[[str, float], float | None] = lambda kind, since: None  # wall time a hook last got it
+    side_by_side: Callable = lambda call, items: [call(item) for item in items]  # threads in the real wiring
 
 
 @dataclass
 class PoolView:
     info: object  # PoolInfo
     hosts: list  # HostInfo
-    executor: str  # the config host whose xe runs the pool's commands (the master when reachable)
+    executor: str  # the config host whose hypervisor runs the pool's commands (the master when reachable)
     config: dict = field(default_factory=dict)  # host uuid -> HostSettings
 
 
@@ -105,19 +106,6 @@ class HostTrack:
     took: float | None = None
 
 
-def match_config(host_infos, settings_hosts):
-    """Returns {host uuid: HostSettings}: by name-label first, else by a unique address."""
-    found = {}
-    for info in host_infos:
-        by_name = [h for h in settings_hosts if h.name == info.name]
-        by_address = [h for h in settings_hosts if h.address == info.address]
-        if by_name:
-            found[info.uuid] = by_name[0]
-        elif len(by_address) == 1:
-            found[info.uuid] = by_address[0]
-    return found
-
-
 class OutageFlow:
     def __init__(self, deps, report):
         self.d = deps
@@ -127,7 +115,8 @@ class OutageFlow:
         self.pools = {}
         self.snapshot = None
         self.running_now = {}  # what this run found running: the VMs to shut down
-        self.plan_lines = None
+        self.plan_lines = []  # the timeline a person reads (filled by the budget)
+        self.outage_since = None  # wall time the current outage began (set by the confirmation)
         self.shedder = shed.ShedWait(self)
         self.earlier_state = None  # a state an earlier outage left (its snapshot not yet restored)
         self._said = set()
@@ -311,8 +300,6 @@ class OutageFlow:
         already covers it; a host whose key is wrong is not retried. Each host on its own:
         whatever one host raises, the others are asked.
         """
-        from hgs.net.ssh import HostKeyError
-
         pools = dict(self.early.pools)  # what the confirmation window read ahead
         covered = {c.name for view in pools.values() for c in view.config.values()}
         answered = covered - set(self.early.errors)
@@ -420,10 +407,10 @@ class OutageFlow:
                        recovered=True)
             return None
         known = {vm.uuid for vm in early}
-        if any(power == "running" and vm_uuid not in known for vm_uuid, power in states.items()):
+        if any(power == RUNNING and vm_uuid not in known for vm_uuid, power in states.items()):
             self.log.info("a VM started during the confirmation: listing the VMs again")
             return None
-        return [vm for vm in early if states.get(vm.uuid) == "running"]
+        return [vm for vm in early if states.get(vm.uuid) == RUNNING]
 
     def _read(self, what, pool_uuid, call, attempts=READ_ATTEMPTS):
         """Returns ``call(hypervisor)`` for a pool, tried ``attempts`` times through the pool's
@@ -511,7 +498,7 @@ class OutageFlow:
         for attempt in range(HA_ATTEMPTS):
             name = routes[attempt % len(routes)]
             try:
-                self.d.hypervisors[name].ha_disable()
+                self.d.hypervisors[name].disable_ha()
             except Exception as err:
                 failures.append(err)
                 self.log.warning("%s: pool-ha-disable failed (%s)%s", name, describe(err),
@@ -603,17 +590,14 @@ class OutageFlow:
 
     def _launch(self, tracks):
         """Starts one batch per (executor, stage) for tracks without one; returns [(batch, stage)]."""
-        from hgs.hypervisors.xen import xe
-
         launched = {}
         for track in tracks:
             launched.setdefault((self.pools[track.pool].executor, track.stage), []).append(track)
         out = []
         for (executor, stage), group in launched.items():
-            commands = [(t.vm["uuid"], xe.vm_suspend(t.vm["uuid"]) if stage == "suspend"
-                         else xe.vm_shutdown(t.vm["uuid"], force=stage == "force")) for t in group]
+            hv, uuids = self.d.hypervisors[executor], [t.vm["uuid"] for t in group]
             try:
-                batch = self.d.hypervisors[executor].launch(commands)
+                batch = hv.suspend_vms(uuids) if stage == "suspend" else hv.shutdown_vms(uuids, force=stage == "force")
             except Exception as err:  # retried at the next tick, until the group's deadlines
                 self.log.warning("%s: cannot start the %s shutdowns (%s); retrying", executor, stage, describe(err))
                 self.fault(f"starting the {stage} VM shutdowns", err, recovered=True)
@@ -640,45 +624,45 @@ class OutageFlow:
         self.report.vm(track.vm["name"], outcome, took, detail, failed=failed)
 
     def _outcome(self, track, stage, outcome, start):
-        if outcome.status == 0:
+        kind = outcome.kind
+        if kind == Kind.DONE:
             if stage == "suspend":
                 self._finish(track, start, "suspended")
             else:
                 self._finish(track, start, "clean" if track.stage == "clean" else "forced")
             return
-        error = outcome.error or SimpleNamespace(code="OTHER", params={}, summary=f"exit status {outcome.status}")
-        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "suspended":
+        if kind == Kind.SUSPENDED:
             self._finish(track, start, "suspended", "it was suspended already")
-        elif error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "halted":
+        elif kind == Kind.ALREADY and outcome.state == HALTED:
             self._finish(track, start, "already halted" if track.stage == "clean" and stage == "clean" else "forced")
-        elif error.code in GONE:
+        elif kind == Kind.GONE:
             self._finish(track, start, "gone", "the VM no longer exists")
         elif stage != track.stage:
             return  # a late answer from a stage the VM has left
         elif stage == "suspend":
             # no suspend SR, not enough space, no suspend support in the guest...: shut it down instead,
             # within the same deadline (then forced, as any VM)
-            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm["name"], error.summary)
-            self._unexpected(track, "suspend", error)
+            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm["name"], outcome.message)
+            self._unexpected(track, "suspend", outcome)
             track.stage, track.batch, track.in_progress = "clean", None, False
-            track.detail = f"suspend failed: {error.summary}; shut down instead"
-        elif stage == "clean" and error.code == "OTHER_OPERATION_IN_PROGRESS":
-            track.in_progress = True  # the earlier call's task still runs in xapi: wait for it, up to the deadline
+            track.detail = f"suspend failed: {outcome.message}; shut down instead"
+        elif stage == "clean" and kind == Kind.BUSY:
+            track.in_progress = True  # the earlier call still runs in the hypervisor: wait for it, up to the deadline
             self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm["name"])
-        elif stage == "clean" and error.code in FORCE_AT_ONCE:
-            self._to_force(track, self.d.clock.now(), "no guest tools (VM_LACKS_FEATURE)")
+        elif stage == "clean" and kind == Kind.NO_TOOLS:
+            self._to_force(track, self.d.clock.now(), f"no guest tools ({outcome.message})")
         elif stage == "clean":
-            self._unexpected(track, "clean shutdown", error)
-            self._to_force(track, self.d.clock.now(), f"clean shutdown failed: {error.summary}")
+            self._unexpected(track, "clean shutdown", outcome)
+            self._to_force(track, self.d.clock.now(), f"clean shutdown failed: {outcome.message}")
         else:
-            self._unexpected(track, "forced shutdown", error)
-            self._reset(track, start, f"force failed: {error.summary}")
+            self._unexpected(track, "forced shutdown", outcome)
+            self._reset(track, start, f"force failed: {outcome.message}")
 
-    def _unexpected(self, track, what, error):
-        """An xe error hgs has no code for is a fault of the run (forcing or resetting the VM
-        overcomes it); a known VM error (e.g. VM_SHUTDOWN_TIMEOUT) is that VM's outcome only."""
-        if error.code == "OTHER":
-            self.fault(f"{what} of {track.vm['name']}", HgsError(error.summary), recovered=True)
+    def _unexpected(self, track, what, outcome):
+        """A refusal the hypervisor could not explain is a fault of the run (forcing or resetting
+        the VM overcomes it); a known one (e.g. a shutdown timeout) is that VM's outcome only."""
+        if outcome.unexpected:
+            self.fault(f"{what} of {track.vm['name']}", HgsError(outcome.message), recovered=True)
 
     def _reset(self, track, start, why):
         hv = self.d.hypervisors[self.pools[track.pool].executor]
@@ -704,20 +688,17 @@ class OutageFlow:
                 power = states.get(track.vm["uuid"])
                 if power is None:
                     self._finish(track, start, "gone", "the VM no longer exists")
-                elif power == "halted":
+                elif power == HALTED:
                     self._finish(track, start, {"clean": "clean", "suspend": "halted"}.get(track.stage, "forced"))
-                elif power == "suspended":
+                elif power == SUSPENDED:
                     self._finish(track, start, "suspended")
 
     # -- 5. hosts --------------------------------------------------------------------------------
 
     def host_stages(self):
         """Returns [[(pool uuid, HostInfo)], ...]: every pool's members, then the masters."""
-        members, masters = [], []
-        for pool_uuid, view in self.pools.items():
-            for info in view.hosts:
-                (masters if info.uuid == view.info.master else members).append((pool_uuid, info))
-        return [stage for stage in (members, masters) if stage]
+        hosts = [(pool_uuid, info) for pool_uuid, view in self.pools.items() for info in view.hosts]
+        return host_stages(hosts, lambda host: host[1].uuid == self.pools[host[0]].info.master)
 
     def _probe_target(self, pool_uuid, info):
         config = self.pools[pool_uuid].config.get(info.uuid)
@@ -726,22 +707,22 @@ class OutageFlow:
         return SimpleNamespace(name=info.name, address=info.address, ssh_port=22, down_check="ping+ssh")
 
     def _send_via(self, name, host):
-        """Sends host-disable and host-shutdown for ``host`` through the config host ``name``;
-        returns what happened ('sent', 'sent, session dropped'); raises when it was not sent."""
+        """Disables ``host`` and shuts it down through the config host ``name``; returns what
+        happened ('sent', 'sent, session dropped'); raises when it was not sent."""
         hv, info = self.d.hypervisors[name], host.info
         try:
-            hv.host_disable(info.uuid)
-        except XeCallError as err:  # host-shutdown says HOST_NOT_DISABLED if it mattered
-            self.log.warning("%s: host-disable failed: %s", info.name, err.error.summary)
+            hv.disable_host(info.uuid)
+        except HypervisorError as err:  # the shutdown says 'not disabled' if it mattered
+            self.log.warning("%s: host-disable failed: %s", info.name, err.reason)
             host.errors.append(err)
         try:
-            return hv.host_shutdown(info.uuid)
-        except XeCallError as err:
-            if err.error.code != "HOST_NOT_DISABLED":
+            return hv.shutdown_host(info.uuid)
+        except HypervisorError as err:
+            if err.kind != Kind.NOT_DISABLED:
                 raise
         self.log.warning("%s: host-shutdown says the host is not disabled: disabling it again", info.name)
-        hv.host_disable(info.uuid)
-        return hv.host_shutdown(info.uuid)
+        hv.disable_host(info.uuid)
+        return hv.shutdown_host(info.uuid)
 
     def _send(self, host):
         """One attempt to send ``host`` down, through its pool's master first, then the host

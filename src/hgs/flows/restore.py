@@ -13,13 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from hgs.box import state as statemod
-from hgs.errors import HgsError, UpsError
+from hgs.errors import HgsError, RemoteFault, RemoteInterrupted, UpsError, WakeError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
-from hgs.hypervisors.xen.backend import XeCallError
-from hgs.net.ssh import RemoteError, RemoteInterrupted
-from hgs.net.wake import WakeError
+from hgs.flows.ports import RUNNING, SUSPENDED, Kind, host_stages
 
-GONE = {"NO_MATCHING_VMS", "UUID_INVALID"}
 RETRY_S = 1.0
 POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
 SLICE_S = 0.5  # a long sleep is cut into slices; the power is checked between them
@@ -44,6 +41,7 @@ class RestoreFlow:
         self._read_at = None  # clock time of the last UPS reading
         self._check_lock = threading.Lock()  # SSH watchdogs ask too, from their own threads
         self._slow_probes = False
+        self.plan_lines = []  # the steps this restore would take (a dry run prints them)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -104,25 +102,32 @@ class RestoreFlow:
 
     # -- 1. stable power ----------------------------------------------------------------------
 
+    def _power_now(self):
+        """Returns (the UPS reading, or None when unreadable; why the power counts as failed
+        again, or None): the one "power failed again?" test of the restore's confirmation."""
+        reason = self.stop_reason()
+        if reason:
+            return None, reason
+        try:
+            status = self.d.read_ups()
+        except UpsError as err:
+            self.log.warning("UPS not readable: %s", err)
+            return None, None
+        return status, ("the power failed again" if status.on_battery else None)
+
+    def _not_started(self, why, when):
+        self.log.info("%s %s: restore stopped", why, when)
+        self.report.fact(f"power failed again {when}: nothing started")
+        return False
+
     def confirm_power(self):
         window = self.timings.restore_confirm_s
         self.log.info("confirming the power is back for good: %.0f s", window)
         start = self.d.clock.now()
         while True:
-            reason = self.stop_reason()
-            if reason:
-                self.log.info("%s during the restore confirmation: restore stopped", reason)
-                self.report.fact("power failed again before the restore: nothing started")
-                return False
-            try:
-                status = self.d.read_ups()
-                if status.on_battery:
-                    self.log.info("the power failed again during the restore confirmation: restore stopped")
-                    self.report.fact("power failed again before the restore: nothing started")
-                    return False
-            except UpsError as err:
-                self.log.warning("UPS not readable: %s", err)
-                status = None
+            status, failed = self._power_now()
+            if failed:
+                return self._not_started(failed, "before the restore")
             elapsed = self.d.clock.now() - start
             if elapsed >= window:
                 break
@@ -139,16 +144,10 @@ class RestoreFlow:
                 try:
                     self._sleep(self.d.settings.ups.poll_interval_s * 5)
                 except PowerLost as why:
-                    self.log.info("%s while the battery recharged: restore stopped", why)
-                    self.report.fact("power failed again while the battery recharged: nothing started")
-                    return False
-                try:
-                    status = self.d.read_ups()
-                    if status.on_battery:
-                        self.report.fact("power failed again while the battery recharged: nothing started")
-                        return False
-                except UpsError:
-                    status = None
+                    return self._not_started(why, "while the battery recharged")
+                status, failed = self._power_now()
+                if failed:
+                    return self._not_started(failed, "while the battery recharged")
             else:
                 self.log.info("battery at %.0f %% (floor %.0f %%)", status.charge_pct, floor)
         self.report.fact(f"power stable for {window:g} s")
@@ -158,10 +157,7 @@ class RestoreFlow:
 
     def host_stages(self, snapshot):
         """Returns [[(host uuid, host record)], ...]: the masters, then the members."""
-        masters, members = [], []
-        for host_uuid, host in snapshot["hosts"].items():
-            (masters if host.get("master") else members).append((host_uuid, host))
-        return [stage for stage in (masters, members) if stage]
+        return host_stages(snapshot["hosts"].items(), lambda host: bool(host[1].get("master")), masters_first=True)
 
     def _config(self, host):
         for h in self.d.settings.hosts:
@@ -274,11 +270,11 @@ class RestoreFlow:
         hv = self.d.hypervisors[config.name]
         try:
             infos = hv.hosts()
-        except (XeCallError, RemoteError) as err:
+        except RemoteFault as err:
             self._cut(err)
-            if not h["told"] and getattr(err, "error", None) is not None and err.error.code == "HOST_STILL_BOOTING":
+            if not h["told"] and getattr(err, "kind", None) == Kind.BOOTING:
                 h["told"] = True
-                self.log.info("%s: xapi is still booting (HOST_STILL_BOOTING): waiting", config.name)
+                self.log.info("%s: xapi is still booting (%s): waiting", config.name, err.reason)
             if clock.now() >= h["xapi_deadline"]:
                 h["state"] = "failed"
                 self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
@@ -291,9 +287,9 @@ class RestoreFlow:
         me = next((i for i in infos if i.uuid == host_uuid), None)
         if me is not None and not me.enabled:
             try:
-                hv.host_enable(host_uuid)
+                hv.enable_host(host_uuid)
                 self.log.info("%s: was still disabled: host-enable", config.name)
-            except (XeCallError, RemoteError) as err:
+            except RemoteFault as err:
                 self._cut(err)
                 self.log.error("%s: host-enable failed: %s", config.name, err)
         h["state"] = "ready"
@@ -340,8 +336,6 @@ class RestoreFlow:
         return delay
 
     def _start_group(self, snapshot, group, ready):
-        from hgs.hypervisors.xen import xe
-
         clock = self.d.clock
         start = clock.now()
         by_executor = {}
@@ -355,7 +349,7 @@ class RestoreFlow:
             hv = self.d.hypervisors[executor]
             try:
                 states = hv.power_states()
-            except (RemoteError, XeCallError) as err:
+            except RemoteFault as err:
                 self._cut(err)
                 states = {}
                 self.log.warning("cannot read the VM power states: %s", err)
@@ -365,7 +359,7 @@ class RestoreFlow:
                 if states and power is None:
                     self.report.vm(vm["name"], "no longer exists", None, "not in xe vm-list: reported, not started")
                     self.log.warning("%s: no longer exists on the pool; not started", vm["name"])
-                elif power == "running":
+                elif power == RUNNING:
                     self.report.vm(vm["name"], "already running", 0.0, "xapi auto power-on or started by hand")
                 else:
                     to_start.append(vm)
@@ -373,12 +367,11 @@ class RestoreFlow:
                 continue
             # a VM hgs suspended is resumed (its memory comes back), any other started
             # (power states unread: the snapshot says which VMs hgs suspended)
-            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == "suspended"
+            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == SUSPENDED
                          or (not states and vm.get("action") == "suspend")}
             try:
-                batch = hv.launch([(vm["uuid"], xe.vm_resume(vm["uuid"]) if vm["uuid"] in suspended
-                                    else xe.vm_start(vm["uuid"])) for vm in to_start])
-            except (RemoteError, HgsError) as err:
+                batch = hv.start_vms([vm["uuid"] for vm in to_start], resume=suspended)
+            except HgsError as err:
                 self._cut(err)
                 for vm in to_start:
                     self.report.vm(vm["name"], "NOT STARTED", None, str(err), failed=True)
@@ -403,26 +396,22 @@ class RestoreFlow:
             batch.close()
 
     def _start_outcome(self, name, outcome, took, resumed=False):
-        if outcome.status == 0:
+        if outcome.kind == Kind.DONE:
             self.log.info("%s: %s in %.1f s", name, "resumed" if resumed else "started", took)
             self.report.vm(name, "resumed" if resumed else "started", took)
-            return
-        error = outcome.error
-        if error.code == "VM_BAD_POWER_STATE" and error.params.get("actual") == "running":
+        elif outcome.kind == Kind.ALREADY and outcome.state == RUNNING:
             self.report.vm(name, "already running", took)
-        elif error.code in GONE:
+        elif outcome.kind == Kind.GONE:
             self.log.warning("%s: no longer exists; not started", name)
             self.report.vm(name, "no longer exists", took, "reported, not started")
         else:
-            self.log.error("%s: %s failed: %s", name, "vm-resume" if resumed else "vm-start", error.summary)
-            self.report.vm(name, "FAILED TO RESUME" if resumed else "FAILED TO START", took, error.summary,
+            self.log.error("%s: %s failed: %s", name, "vm-resume" if resumed else "vm-start", outcome.message)
+            self.report.vm(name, "FAILED TO RESUME" if resumed else "FAILED TO START", took, outcome.message,
                            failed=True)
 
     # -- 4. HA and verify -------------------------------------------------------------------
 
     def enable_ha(self, snapshot, ready):
-        from hgs.hypervisors.xen import xe
-
         for pool_uuid, pool in snapshot["pools"].items():
             if not pool.get("ha_was_enabled"):
                 continue
@@ -432,15 +421,15 @@ class RestoreFlow:
                 self.report.notes.append("HA NOT turned back on: do it by hand (xe pool-ha-enable)")
                 self.report.failed = True
                 continue
-            srs = [u for u in pool.get("ha_srs") or [] if isinstance(u, str) and xe.UUID.match(u)]
+            srs = [u for u in pool.get("ha_srs") or [] if isinstance(u, str) and u]
             if not srs:
                 self.log.warning("the heartbeat SR was not learned before the outage: pool-ha-enable without "
                                  "heartbeat-sr-uuids (xapi picks a statefile SR itself)")
             try:
-                self.d.hypervisors[executor].ha_enable(srs)
+                self.d.hypervisors[executor].enable_ha(srs)
                 self.log.info("pool HA turned back on")
                 self.report.fact("pool HA turned back on" + ("" if srs else " (statefile SR picked by xapi)"))
-            except (RemoteError, XeCallError) as err:
+            except RemoteFault as err:
                 self._cut(err)
                 self.log.error("pool-ha-enable failed: %s", err)
                 self.report.notes.append(f"HA NOT turned back on: {err}")
@@ -455,14 +444,14 @@ class RestoreFlow:
                 executor = self._executor(snapshot, pool_uuid, ready)
                 try:
                     states = self.d.hypervisors[executor].power_states() if executor else {}
-                except (RemoteError, XeCallError) as err:
+                except RemoteFault as err:
                     self._cut(err)
                     states = {}
                 for vm_uuid, vm in snapshot["vms"].items():
                     if vm["pool"] != pool_uuid:
                         continue
                     power = states.get(vm_uuid) if states else "unknown"
-                    if power is not None and power != "running":  # None: gone, reported when starting
+                    if power is not None and power != RUNNING:  # None: gone, reported when starting
                         missing.append(vm["name"])
             if not missing or self.d.clock.now() >= deadline:
                 return missing

@@ -12,6 +12,7 @@ shut down through the API, so a shed VM stays down, and a power return leaves HA
 """
 
 from hgs.flows import plan
+from hgs.flows.ports import HALTED, RUNNING, SUSPENDED, Kind
 from hgs.ups import UpsState
 
 MAIN = "main"
@@ -203,7 +204,6 @@ class ShedWait:
         """Starts the VMs hgs shed (only those, and only the ones still down), then clears the
         state: nothing else was touched."""
         from hgs.box import state as statemod
-        from hgs.hypervisors.xen import xe
 
         flow, clock = self.flow, self.d.clock
         flow.report.event("power_back", f"power back before the main shutdown: {len(self.shed)} shed VM(s) "
@@ -214,19 +214,19 @@ class ShedWait:
         for pool_uuid, vms in by_pool.items():
             hv = self.d.hypervisors[flow.pools[pool_uuid].executor]
             states = flow._read("reading the shed VMs' power states", pool_uuid, lambda h: h.power_states()) or {}
-            commands, start = [], clock.now()
+            starts, resumes, start = [], [], clock.now()
             for vm in vms:
-                power = states.get(vm["uuid"], "halted" if not states else None)
-                if power == "halted":
-                    commands.append((vm["uuid"], xe.vm_start(vm["uuid"])))
-                elif power == "suspended":
-                    commands.append((vm["uuid"], xe.vm_resume(vm["uuid"])))
-                elif power == "running":
+                power = states.get(vm["uuid"], HALTED if not states else None)
+                if power == HALTED:
+                    starts.append(vm["uuid"])
+                elif power == SUSPENDED:
+                    resumes.append(vm["uuid"])
+                elif power == RUNNING:
                     flow.report.vm(vm["name"], "already running", 0.0, "shed, running again before hgs started it")
                 else:
                     flow.report.vm(vm["name"], "no longer exists", None, "shed, not started")
-            if commands:
-                self._start(hv, vms, commands, start)
+            if starts or resumes:
+                self._start(hv, vms, starts + resumes, resumes, start)
         state.clear()
         earlier = flow.earlier_state
         if earlier is not None:
@@ -237,29 +237,29 @@ class ShedWait:
             state.update(statemod.empty())
             flow.save(state, "the cleared state")
 
-    def _start(self, hv, vms, commands, start):
+    def _start(self, hv, vms, uuids, resumes, start):
         flow, clock = self.flow, self.d.clock
         named = {vm["uuid"]: vm["name"] for vm in vms}
         try:
-            batch = hv.launch(commands)
+            batch = hv.start_vms(uuids, resume=resumes)
         except Exception as err:
-            for vm_uuid, _ in commands:
+            for vm_uuid in uuids:
                 flow.report.vm(named[vm_uuid], "NOT STARTED AGAIN", None, f"shed: {err}", failed=True)
             return
         deadline = start + flow.timings.vm_start_timeout_s
-        waiting = {u for u, _ in commands}
+        waiting = set(uuids)
         while waiting and clock.now() < deadline and not batch.lost:
             for outcome in batch.poll():
                 waiting.discard(outcome.uuid)
                 name, took = named[outcome.uuid], clock.now() - start
-                if outcome.status == 0:
+                if outcome.kind == Kind.DONE:
                     self.log.info("%s: started again (it was shed) in %.1f s", name, took)
                     flow.report.vm(name, "started again", took, "shed during the outage")
-                elif outcome.error.code == "VM_BAD_POWER_STATE" and outcome.error.params.get("actual") == "running":
+                elif outcome.kind == Kind.ALREADY and outcome.state == RUNNING:
                     flow.report.vm(name, "already running", took)
                 else:
-                    self.log.error("%s: not started again: %s", name, outcome.error.summary)
-                    flow.report.vm(name, "NOT STARTED AGAIN", took, outcome.error.summary, failed=True)
+                    self.log.error("%s: not started again: %s", name, outcome.message)
+                    flow.report.vm(name, "NOT STARTED AGAIN", took, outcome.message, failed=True)
             if waiting:
                 clock.sleep(START_TICK_S)
         for vm_uuid in sorted(waiting):

@@ -1,51 +1,15 @@
-"""The hypervisor as the flows see it: xe over SSH on one host, and its dry-run twin.
+"""The xe backend of the hypervisor port (``hgs.flows.ports.Hypervisor``): xe over SSH on one host.
 
-``Hypervisor`` runs the commands of ``hgs.hypervisors.xen.xe`` on a ``remote.Connection`` with hgs's own
-deadline on each call. ``DryRunHypervisor`` is the ONE dry-run seam: it reads for real and,
-for every call that would change something, logs what it would do and reports success.
-The flows never ask whether they are rehearsing.
+``Hypervisor`` runs the commands of ``hgs.hypervisors.xen.xe`` on a ``remote.Connection`` with
+hgs's own deadline on each call, and answers in hgs's words: the port's data classes, Outcomes
+and HypervisorError kinds (mapped from xapi's codes in ``hgs.hypervisors.xen.kinds``). The
+dry-run twin that wraps it is ``hgs.hypervisors.rehearsal.DryRunHypervisor``.
 """
 
-from dataclasses import dataclass
-
-from hgs.hypervisors.xen import xe
 from hgs.errors import HgsError, XeCallError, XeMissing
-from hgs.net.ssh import ConnectionLost, RemoteError, RemoteTimeout, command_line
-
-
-@dataclass(frozen=True)
-class VmInfo:
-    uuid: str
-    name: str
-    power_state: str
-    resident_on: str | None
-    order: int
-    start_delay: int
-    tools: bool
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    uuid: str
-    name: str
-    address: str
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    uuid: str
-    master: str
-    ha_enabled: bool
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one xe call of a batch ended: ``status`` 0 is success, else ``error`` says why."""
-
-    uuid: str
-    status: int
-    error: xe.XeError | None
+from hgs.flows.ports import HostInfo, Outcome, PoolInfo, VmInfo  # noqa: F401 (the port's data, re-exported)
+from hgs.hypervisors.xen import kinds, xe
+from hgs.net.ssh import ConnectionLost, RemoteTimeout, command_line
 
 
 def _int(text, default=0):
@@ -56,7 +20,8 @@ def _int(text, default=0):
 
 
 class Batch:
-    """Parallel xe calls in one channel; ``poll()`` returns the Outcomes that arrived since."""
+    """Parallel xe calls in one channel (the port's Batch); ``poll()`` returns the Outcomes
+    that arrived since."""
 
     def __init__(self, stream, uuids):
         self.stream = stream
@@ -69,7 +34,7 @@ class Batch:
             if parsed and parsed[0] in self.pending:
                 vm_uuid, status, err = parsed
                 self.pending.discard(vm_uuid)
-                outcomes.append(Outcome(vm_uuid, status, xe.classify(err) if status else None))
+                outcomes.append(kinds.outcome(vm_uuid, status, xe.classify(err) if status else None))
         return outcomes
 
     @property
@@ -104,7 +69,8 @@ class Hypervisor:
                             f"{result.stderr.strip()[:120]}); is this a XenServer/XCP-ng host? "
                             "Set HOSTS[...]['xe_path'] if xe lives elsewhere")
         if not result.ok:
-            raise XeCallError(self.host.name, argv, xe.classify(result.stderr or result.stdout))
+            error = xe.classify(result.stderr or result.stdout)
+            raise XeCallError(self.host.name, argv, error, kinds.kind_of(error)[0])
         return result.stdout
 
     # -- reads ---------------------------------------------------------------------------
@@ -154,7 +120,7 @@ class Hypervisor:
                     record = dict(record, **{"name-label": self._param(vm_uuid, "name-label")})
             except XeCallError as err:  # e.g. the VM was deleted since the listing
                 self.log.warning("%s: VM %s could not be read again (%s): left out", self.host.name, vm_uuid,
-                                 err.error.summary)
+                                 err.reason)
                 continue
             resident = record.get("resident-on", "")
             found[vm_uuid] = VmInfo(vm_uuid, record.get("name-label", ""), record.get("power-state", ""),
@@ -189,19 +155,21 @@ class Hypervisor:
 
     # -- changes -------------------------------------------------------------------------
 
-    def ha_disable(self):
+    def disable_ha(self):
         self._run(xe.pool_ha_disable())
 
-    def ha_enable(self, sr_uuids):
-        self._run(xe.pool_ha_enable(sr_uuids))
+    def enable_ha(self, srs):
+        """Entries of ``srs`` that are not SR uuids (a damaged snapshot) are left out; without
+        any, xapi picks the statefile SR itself."""
+        self._run(xe.pool_ha_enable([u for u in srs if isinstance(u, str) and xe.UUID.match(u)]))
 
-    def host_disable(self, host_uuid):
+    def disable_host(self, host_uuid):
         self._run(xe.host_disable(host_uuid))
 
-    def host_enable(self, host_uuid):
+    def enable_host(self, host_uuid):
         self._run(xe.host_enable(host_uuid))
 
-    def host_shutdown(self, host_uuid):
+    def shutdown_host(self, host_uuid):
         """Sends host-shutdown; returns 'sent', or 'sent, session dropped' when the host went
         away under the call (it is shutting down)."""
         try:
@@ -213,7 +181,17 @@ class Hypervisor:
     def reset_powerstate(self, vm_uuid):
         self._run(xe.vm_reset_powerstate(vm_uuid))
 
-    def launch(self, commands):
+    def shutdown_vms(self, uuids, force=False):
+        return self._launch([(u, xe.vm_shutdown(u, force=force)) for u in uuids])
+
+    def suspend_vms(self, uuids):
+        return self._launch([(u, xe.vm_suspend(u)) for u in uuids])
+
+    def start_vms(self, uuids, resume=()):
+        resume = set(resume)
+        return self._launch([(u, xe.vm_resume(u) if u in resume else xe.vm_start(u)) for u in uuids])
+
+    def _launch(self, commands):
         """Starts [(uuid, argv)] in parallel in one channel; returns a Batch."""
         self.calls += len(commands)
         for vm_uuid, argv in commands:
@@ -224,100 +202,35 @@ class Hypervisor:
         return Batch(stream, [u for u, _ in commands])
 
 
-class _DoneBatch:
-    """A batch that already succeeded (what a dry run reports)."""
-
-    def __init__(self, uuids):
-        self._outcomes = [Outcome(u, 0, None) for u in uuids]
-        self.pending = set()
-        self.lost = False
-
-    def poll(self):
-        outcomes, self._outcomes = self._outcomes, []
-        return outcomes
-
-    def close(self):
-        pass
-
-
-class _HostOff(dict):
-    """Power states read from a host that is off: every VM not pretended otherwise is halted."""
-
-    def get(self, key, default=None):
-        return super().get(key, "halted")
-
-    def __bool__(self):
-        return True
+    def describe(self, change, *args, **kwargs):
+        """Returns what the change ``change`` (a port verb, with its arguments) would run here,
+        one line per xe call: the dry-run twin logs them, so a rehearsal shows the exact commands."""
+        argvs = {
+            "disable_ha": lambda: [xe.pool_ha_disable()],
+            "enable_ha": lambda srs: [xe.pool_ha_enable([u for u in srs if isinstance(u, str) and xe.UUID.match(u)])],
+            "disable_host": lambda host_uuid: [xe.host_disable(host_uuid)],
+            "enable_host": lambda host_uuid: [xe.host_enable(host_uuid)],
+            "shutdown_host": lambda host_uuid: [xe.host_shutdown(host_uuid)],
+            "reset_powerstate": lambda vm_uuid: [xe.vm_reset_powerstate(vm_uuid)],
+            "shutdown_vms": lambda uuids, force=False: [xe.vm_shutdown(u, force=force) for u in uuids],
+            "suspend_vms": lambda uuids: [xe.vm_suspend(u) for u in uuids],
+            "start_vms": lambda uuids, resume=(): [xe.vm_resume(u) if u in set(resume) else xe.vm_start(u)
+                                                   for u in uuids],
+        }[change](*args, **kwargs)
+        return [f"run on {self.host.name}: xe {' '.join(argv)}" for argv in argvs]
 
 
-class DryRunHypervisor:
-    """Reads through ``real``; every change is logged as 'dry run: would ...' and succeeds.
+def open_hypervisor(host, log, connect_timeout_s, call_timeout_s):
+    """The port's HypervisorFactory for xe: returns (Hypervisor, close) for a config host."""
+    from hgs.net.ssh import Connection
 
-    It remembers the VM power states it pretended to change (``overlay``, shared by the
-    twins of one run) so later reads in the rehearsal agree with it, and a host that does not
-    answer now (it is off) is reported as one the real run would wait for.
-    """
+    connection = Connection(host, connect_timeout_s, log)
+    return Hypervisor(host, connection, call_timeout_s, log), connection.close
 
-    def __init__(self, real, log, overlay=None):
-        self.real = real
-        self.log = log
-        self.overlay = {} if overlay is None else overlay
-        self.absent = None  # why the host did not answer, once it did not: not asked again
 
-    def __getattr__(self, name):  # other reads and attributes go to the real hypervisor
-        return getattr(self.real, name)
+def __getattr__(name):  # the dry-run twin lived here; it is generic now
+    if name == "DryRunHypervisor":
+        from hgs.hypervisors.rehearsal import DryRunHypervisor
 
-    def _would(self, argv):
-        self.log.info("dry run: would run on %s: xe %s", self.real.host.name, " ".join(argv))
-
-    def _absent(self, err):
-        self.absent = err
-        self.log.info("dry run: %s does not answer now (%s); the real run would wait for it", self.real.host.name, err)
-
-    def hosts(self):
-        if self.absent is not None:
-            return []
-        try:
-            return self.real.hosts()
-        except RemoteError as err:
-            self._absent(err)
-            return []
-
-    def power_states(self):
-        try:
-            if self.absent is not None:
-                raise self.absent
-            states = self.real.power_states()
-        except RemoteError as err:
-            if self.absent is None:
-                self._absent(err)
-            states = _HostOff()  # a host that does not answer is off: its VMs are halted
-        states.update(self.overlay)
-        return states
-
-    def ha_disable(self):
-        self._would(xe.pool_ha_disable())
-
-    def ha_enable(self, sr_uuids):
-        self._would(xe.pool_ha_enable(sr_uuids))
-
-    def host_disable(self, host_uuid):
-        self._would(xe.host_disable(host_uuid))
-
-    def host_enable(self, host_uuid):
-        self._would(xe.host_enable(host_uuid))
-
-    def host_shutdown(self, host_uuid):
-        self._would(xe.host_shutdown(host_uuid))
-        return "sent"
-
-    def reset_powerstate(self, vm_uuid):
-        self._would(xe.vm_reset_powerstate(vm_uuid))
-        self.overlay[vm_uuid] = "halted"
-
-    def launch(self, commands):
-        for vm_uuid, argv in commands:
-            self._would(argv)
-            self.overlay[vm_uuid] = {"vm-start": "running", "vm-resume": "running",
-                                     "vm-suspend": "suspended"}.get(argv[0], "halted")
-        return _DoneBatch([u for u, _ in commands])
+        return DryRunHypervisor
+    raise AttributeError(name)
