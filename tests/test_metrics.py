@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hgs.box import metrics
+from hgs.flows.snapshot import RunRecord
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": True},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:1b:01", "shutdown_s": 5},
@@ -82,9 +83,9 @@ def test_labels_are_escaped_for_any_name():
     report = {"ups": {"error": "down", "state": None},
               "hosts": [{"name": 'x"en\\1\nb', "reachable": True, "error": None, "enabled": True, "master": True,
                          "vms_running": 3, "no_tools": [], "ha_enabled": False}], "took_s": 0.5}
-    runs = {"onbattery": {"command": "onbattery", "started": 10.0, "ended": 70.5, "failed": True,
-                          "result": 'site down "with" failures', "vms": [{"outcome": "reset"}],
-                          "hosts": [{"outcome": "STILL UP"}]}}
+    runs = {"onbattery": RunRecord.from_dict({"command": "onbattery", "started": 10.0, "ended": 70.5, "failed": True,
+                                              "result": 'site down "with" failures', "vms": [{"outcome": "reset"}],
+                                              "hosts": [{"outcome": "STILL UP"}]})}
     values = parse(metrics.from_status(dict(report, phase="shutting_down", running_flow={"pid": 1}, snapshot_vms=1),
                                        runs))
     assert values[("hgs_host_vms_running", (("host", 'x"en\\1\nb'),))] == 3

@@ -179,7 +179,7 @@ def test_history_is_bounded_and_newest_first(tmp_path):
         report.finish("site down")
         history.record(tmp_path, report, "onbattery", 1000 + index)
     records = history.recent(tmp_path, 3)
-    assert [r["id"] for r in records] == [f"20261121-0000{i:02d}-abcd" for i in (54, 53, 52)]
+    assert [r.id for r in records] == [f"20261121-0000{i:02d}-abcd" for i in (54, 53, 52)]
     assert len(list((tmp_path / "runs").iterdir())) == history.KEEP
 
 

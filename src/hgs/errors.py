@@ -113,6 +113,16 @@ class StateError(LocalFault):
     """The state file cannot be read or written."""
 
 
+class NewerStateError(StateError):
+    """The state file was written by a newer hgs (a schema this one does not know)."""
+
+    def __init__(self, schema, known, source="the state file"):
+        self.schema, self.known, self.source = schema, known, source
+        super().__init__(f"{source} was written by a newer hgs (schema {schema}; this hgs reads schemas up to "
+                         f"{known}): upgrade hgs to read it, or, if the site is up, move the file aside; an outage "
+                         "flow keeps it aside itself and takes a new snapshot")
+
+
 class LockError(LocalFault):
     """The lock file cannot be created or locked (disk full, read-only, permissions): not
     another flow holding it. A protective flow runs without the lock then, and says so."""

@@ -10,6 +10,8 @@ import os
 import time
 from pathlib import Path
 
+from hgs.flows.snapshot import Snapshot
+
 try:
     from .restore_fakes import Site, run_restore
 except ImportError:  # tests/flows is not a package
@@ -69,7 +71,7 @@ def test_power_failure_at_every_step_and_wait_stops_the_restore_in_bound_with_th
             assert report.result == "stopped: power failed again", (kind, step, report.summary())
             assert not report.failed
             assert state.data["phase"] == "site_down", (kind, step)
-            assert state.data["snapshot"] == snapshot, (kind, step)
+            assert Snapshot.from_dict(state.data["snapshot"]) == Snapshot.from_dict(snapshot), (kind, step)
             if took > slowest:
                 slowest, worst = took, (kind, step, site.log[step - 1][1])
             in_bound += took <= STOP_BOUND_S

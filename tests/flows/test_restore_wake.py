@@ -4,6 +4,8 @@ answers ping (or as TIMINGS['members_wake'] says), their xapi waits side by side
 
 import pytest
 
+from hgs.flows.snapshot import Snapshot
+
 try:
     from .restore_fakes import SR, Site, run_restore
 except ImportError:  # tests/flows is not a package
@@ -101,7 +103,7 @@ def test_a_master_that_never_boots_still_wakes_the_members_and_fails_clearly():
     assert "master: DID NOT BOOT" in report.summary()
     assert first_wol(site, "member1") >= 200  # woken when the master's boot wait ended
     assert report.failed and state.data["phase"] == "site_down"
-    assert state.data["snapshot"] == site.snapshot()
+    assert Snapshot.from_dict(state.data["snapshot"]) == Snapshot.from_dict(site.snapshot())
 
 
 def test_members_wake_setting_is_checked(make_config):

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 from hgs.commands.selftest import Checks, check_plan
 from hgs.commands.status import snapshot_stands
+from hgs.flows.snapshot import State
 
 from test_shed_config import load
 
@@ -43,7 +44,7 @@ def test_status_shows_the_action_and_where_each_vm_stands(tmp_path):
     vms = {"u-build": {"uuid": "u-build", "name": "build", "action": "shed", "shed": True},
            "u-dc": {"uuid": "u-dc", "name": "dc", "action": "suspend"},
            "u-db": {"uuid": "u-db", "name": "db", "action": "shutdown"}}
-    state = {"phase": "shutting_down", "snapshot": {"vms": vms, "hosts": {}}}
+    state = State.from_dict({"schema": 2, "phase": "shutting_down", "snapshot": {"vms": vms, "hosts": {}}})
     stands = {vm["name"]: (vm["action"], vm["stands"]) for vm in snapshot_stands(settings, state, None)}
     assert stands == {"build": ("shed", "down: shed (started again if the power returns first)"),
                       "dc": ("suspend", "running: to suspend"), "db": ("shutdown", "running: to shut down")}

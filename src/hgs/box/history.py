@@ -1,13 +1,16 @@
 """Run history: one JSON record per flow run in ``<state_dir>/runs/``, the newest KEEP kept.
 
-A record says what ran, when, how it ended and what happened to each VM and host, so
-`hgs status` and `hgs selftest` can tell the last runs without reading the log.
+A record (``flows.snapshot.RunRecord``) says what ran, when, how it ended and what happened to
+each VM and host, so `hgs status` and `hgs selftest` can tell the last runs without reading
+the log.
 """
 
 import json
 import os
 
 from hgs.box.files import write_atomic
+from hgs.errors import StateError
+from hgs.flows.snapshot import RunRecord
 
 KEEP = 50
 
@@ -17,26 +20,24 @@ def folder(state_dir):
 
 
 def record(state_dir, report, command, ended):
-    """Writes the record of ``report`` (a flows.report.Report); prunes old ones. Best effort."""
-    data = {
-        "id": report.run_id, "command": command, "kind": report.kind, "started": report.started, "ended": ended,
-        "result": report.result, "failed": report.failed, "facts": report.lines, "notes": report.notes,
-        "vms": [vars(item) for item in report.vms], "hosts": [vars(item) for item in report.hosts],
-    }
+    """Writes the record of ``report`` (a flows.report.Report) and prunes old ones; returns the
+    RunRecord, or None when it could not be written. Best effort."""
+    run = RunRecord.from_report(report, command, ended)
     where = folder(state_dir)
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
-        write_atomic(os.path.join(where, f"{report.run_id}.json"), json.dumps(data, indent=1), fsync=False)
+        write_atomic(os.path.join(where, f"{report.run_id}.json"), json.dumps(run.to_dict(), indent=1), fsync=False)
         names = sorted(n for n in os.listdir(where) if n.endswith(".json"))
         for name in names[:-KEEP]:
             os.unlink(os.path.join(where, name))
     except OSError:
         return None
-    return data
+    return run
 
 
 def recent(state_dir, count=5):
-    """Returns the newest ``count`` records, newest first (unreadable ones skipped)."""
+    """Returns the newest ``count`` RunRecords, newest first (unreadable ones skipped; a field
+    of the wrong type reads as its default)."""
     where = folder(state_dir)
     try:
         names = sorted((n for n in os.listdir(where) if n.endswith(".json")), reverse=True)
@@ -46,18 +47,9 @@ def recent(state_dir, count=5):
     for name in names:
         try:
             with open(os.path.join(where, name)) as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
+                out.append(RunRecord.from_dict(json.load(handle)))
+        except (OSError, ValueError, StateError):  # not a record hgs wrote
             continue
-        if not isinstance(record, dict):
-            continue  # not a record hgs wrote
-        for key in ("started", "ended"):
-            if isinstance(record.get(key), bool) or not isinstance(record.get(key), (int, float, type(None))):
-                record[key] = None
-        for key in ("vms", "hosts"):
-            items = record.get(key)
-            record[key] = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-        out.append(record)
         if len(out) >= count:
             break
     return out

@@ -55,37 +55,36 @@ def _number(value):
 
 
 def last_runs(state_dir):
-    """Returns {command: newest run record} for the flow commands, from the run history."""
+    """Returns {command: newest RunRecord} for the flow commands, from the run history."""
     out = {}
     for record in history.recent(state_dir, history.KEEP):
-        command = record.get("command")
-        if command in FLOW_COMMANDS and command not in out:
-            out[command] = record
+        if record.command in FLOW_COMMANDS and record.command not in out:
+            out[record.command] = record
     return out
 
 
 def add_runs(exposition, runs):
-    """Adds the last-run families for ``runs`` ({command: run record})."""
+    """Adds the last-run families for ``runs`` ({command: RunRecord})."""
     e = exposition
     for command, run in sorted(runs.items()):
-        vms, hosts = run.get("vms") or [], run.get("hosts") or []
-        started, ended = run.get("started"), run.get("ended")
+        vms, hosts = run.vms, run.hosts
+        started, ended = run.started, run.ended
         e.add("hgs_last_run_timestamp_seconds", "gauge", "When the last run of this flow command ended (Unix time).",
               ended, command=command)
         e.add("hgs_last_run_success", "gauge", "1 when the last run of this flow command ended without a failure.",
-              not run.get("failed"), command=command)
+              not run.failed, command=command)
         e.add("hgs_last_run_duration_seconds", "gauge", "How long the last run of this flow command took.",
               None if started is None or ended is None else max(0.0, ended - started), command=command)
         e.add("hgs_last_run_result", "gauge", "The result of the last run of this flow command, as a label (always 1).",
-              1, command=command, result=run.get("result") or "unknown")
+              1, command=command, result=run.result or "unknown")
         e.add("hgs_last_run_vms", "gauge", "VMs the last run of this flow command shut down or started.",
               len(vms), command=command)
         e.add("hgs_last_run_vms_forced", "gauge", "VMs the last run of this flow command had to force off.",
-              sum(1 for vm in vms if vm.get("outcome") in FORCED), command=command)
+              sum(1 for vm in vms if vm.outcome in FORCED), command=command)
         e.add("hgs_last_run_hosts_down", "gauge", "Hosts the last run of this flow command confirmed down.",
-              sum(1 for host in hosts if "confirmed down" in (host.get("outcome") or "")), command=command)
+              sum(1 for host in hosts if "confirmed down" in host.outcome), command=command)
         e.add("hgs_last_run_hosts_still_up", "gauge", "Hosts the last run of this flow command could not bring down.",
-              sum(1 for host in hosts if host.get("outcome") == "STILL UP"), command=command)
+              sum(1 for host in hosts if host.outcome == "STILL UP"), command=command)
 
 
 def from_status(report, runs):

@@ -1,61 +1,34 @@
 """The state file: what hgs shut down and what it must bring back.
 
 One JSON file in the state dir, written atomically (temp file, fsync, rename) with mode
-0600 before every step that depends on it. Its ``phase`` says where the site is:
-idle, shutting_down (an outage flow is past its point of no return), site_down (everything
-hgs stopped is down), restoring. The snapshot is never overwritten by a half-down site: a
-second outage flow merges what it finds running into the snapshot it already has.
+0600 before every step that depends on it. Its content is a ``flows.snapshot.State`` and it
+carries ``"schema"``: a file of an older schema is read and migrated; one of a newer schema
+(a newer hgs wrote it) or one hgs did not write is refused with a StateError that says so,
+and is never lost: the next save keeps it aside (``state.json.newer-<time>`` or
+``state.json.broken-<time>``) before writing. Its ``phase`` says where the site is: idle,
+shutting_down (an outage flow is past its point of no return), site_down (everything hgs
+stopped is down), restoring. The snapshot is never overwritten by a half-down site: a second
+outage flow merges what it finds running into the snapshot it already has.
 """
 
 import json
 import os
 import time
 
-from hgs.errors import StateError
 from hgs.box.files import write_atomic
+from hgs.errors import NewerStateError, StateError
+from hgs.flows.snapshot import (IDLE, PHASES, RESTORING, SCHEMA_VERSION, SHUTTING_DOWN, SITE_DOWN, State,
+                                empty as empty_state)
 
-VERSION = 1
-IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING = "idle", "shutting_down", "site_down", "restoring"
-PHASES = (IDLE, SHUTTING_DOWN, SITE_DOWN, RESTORING)
+VERSION = 1  # what files of schema 1 said instead of "schema" (tests write such files)
+
+__all__ = ["IDLE", "PHASES", "RESTORING", "SCHEMA_VERSION", "SHUTTING_DOWN", "SITE_DOWN", "VERSION", "StateError",
+           "NewerStateError", "StateFile", "empty"]
 
 
 def empty():
-    return {"version": VERSION, "phase": IDLE, "snapshot": None, "updated": None}
-
-
-def clean_snapshot(snapshot):
-    """Given a snapshot read from the file, returns (snapshot, dropped): its pools, hosts and VMs
-    as objects of objects, each VM with a text name and a whole-number order; a record of
-    another shape is dropped and named in ``dropped``, so one damaged record never stops a
-    restore or a status."""
-    clean, dropped = dict(snapshot), []
-    for part in ("pools", "hosts", "vms"):
-        records = snapshot.get(part)
-        if not isinstance(records, dict):
-            if records is not None:
-                dropped.append(f"{part}: a JSON {type(records).__name__}")
-            clean[part] = {}
-            continue
-        clean[part] = {}
-        for key, record in records.items():
-            if not isinstance(record, dict):
-                dropped.append(f"{part} {key}: a JSON {type(record).__name__}")
-                continue
-            record = dict(record)
-            if part == "vms":
-                if not isinstance(record.get("name"), str):
-                    record["name"] = str(key)
-                record.setdefault("uuid", key)
-                order = record.get("order", 0)
-                if isinstance(order, bool) or not isinstance(order, (int, float)):
-                    try:
-                        order = int(str(order).strip())
-                    except ValueError:
-                        dropped.append(f"vms {key}: order {order!r} is not a number (taken as 0)")
-                        order = 0
-                record["order"] = int(order)
-            clean[part][key] = record
-    return clean, dropped
+    """Returns the dict of a state hgs has not touched (what the flows work on)."""
+    return empty_state().to_dict()
 
 
 class StateFile:
@@ -64,52 +37,61 @@ class StateFile:
     def __init__(self, state_dir):
         self.dir = str(state_dir)
         self.path = os.path.join(self.dir, "state.json")
-        self.broken = False  # load() found a file hgs did not write: the next save keeps it aside first
+        self.keep_aside = None  # read() refused the file: the next save renames it with this word first
 
-    def load(self):
-        """Returns the state dict (an empty one when there is none); raises StateError."""
+    def read(self):
+        """Returns the State (an empty one when there is no file); records a damaged record
+        leaves out are named in its ``damaged``. Raises StateError (NewerStateError for a file
+        of a newer schema)."""
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except FileNotFoundError:
-            return empty()
+            return empty_state()
         except ValueError as err:  # not JSON (or not UTF-8)
-            self.broken = True
-            raise StateError(f"cannot read the state file {self.path}: {err}") from None
+            self.keep_aside = "broken"
+            raise StateError(f"cannot read the state file {self.path}: {err}; "
+                             f"{self._what_to_do()}") from None
         except OSError as err:
             raise StateError(f"cannot read the state file {self.path}: {err.strerror or err}") from None
-        if not isinstance(data, dict):
-            self.broken = True
-            raise StateError(f"the state file {self.path} is not one this hgs wrote (a JSON {type(data).__name__}, "
-                             "not an object)")
-        if data.get("version") != VERSION:
-            self.broken = True
-            raise StateError(f"the state file {self.path} is not one this hgs wrote (version {data.get('version')!r})")
-        problems = [] if data.get("phase") in PHASES else [f"phase {data.get('phase')!r}"]
-        snapshot = data.get("snapshot")
-        if snapshot is not None and not isinstance(snapshot, dict):
-            problems.append(f"a snapshot that is a JSON {type(snapshot).__name__}")
-        if problems:
-            self.broken = True
-            raise StateError(f"the state file {self.path} is damaged ({', '.join(problems)})")
-        if snapshot is not None:
-            data["snapshot"], dropped = clean_snapshot(snapshot)
-            if dropped:
-                data["damaged_records"] = dropped
+        try:
+            return State.from_dict(data, f"the state file {self.path}")
+        except NewerStateError:
+            self.keep_aside = "newer"
+            raise
+        except StateError as err:
+            self.keep_aside = "broken"
+            raise StateError(f"{err}; {self._what_to_do()}") from None
+
+    def _what_to_do(self):
+        return (f"if the site is up, move it aside; an outage flow keeps it aside as {self.path}.broken-<time> "
+                "and takes a new snapshot")
+
+    def load(self):
+        """Returns the state as a dict of the current schema (an empty one when there is none),
+        with ``damaged_records`` naming the records left out, if any; raises StateError."""
+        state = self.read()
+        data = state.to_dict()
+        if state.damaged:
+            data["damaged_records"] = list(state.damaged)
         return data
 
     def save(self, data):
-        """Writes ``data`` atomically; raises StateError (e.g. disk full, read-only)."""
-        data = dict(data, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        """Writes ``data`` (a State, or its dict) atomically, in the current schema; returns what
+        was written, as a dict. Raises StateError (e.g. disk full, read-only)."""
+        state = data if isinstance(data, State) else State.from_dict(dict(data, schema=SCHEMA_VERSION),
+                                                                     "the state to write")
+        state.updated = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        written = state.to_dict()
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            if self.broken:  # kept for a person to read: what it held may matter to the restore
-                self.broken = False
+            if self.keep_aside:  # kept for a person to read: what it held may matter to the restore
+                word, self.keep_aside = self.keep_aside, None
                 try:
-                    os.replace(self.path, f"{self.path}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+                    os.replace(self.path, f"{self.path}.{word}-{time.strftime('%Y%m%d-%H%M%S')}")
                 except FileNotFoundError:
                     pass
-            write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True))
+            write_atomic(self.path, json.dumps(written, indent=2, sort_keys=True))
         except OSError as err:
             raise StateError(f"cannot write the state file {self.path}: {err.strerror or err}") from None
-        return data
+        return written

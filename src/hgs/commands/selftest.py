@@ -294,31 +294,31 @@ def check_nut_secondary(ctx, settings, checks):
 
 def check_state(ctx, settings, checks, status):
     from hgs.box import history
-    from hgs.errors import HgsError
+    from hgs.errors import StateError
     from hgs.box.state import IDLE, StateFile
 
     try:
-        state = StateFile(settings.paths.state_dir).load()
-    except HgsError as err:
-        checks.fail("state", f"{err}; move it aside if it is damaged (the snapshot in it would be lost)")
+        state = StateFile(settings.paths.state_dir).read()
+    except StateError as err:  # it says what to do
+        checks.fail("state", str(err))
         state = None
     if state is not None:
-        if state.get("phase") == IDLE:
+        if state.phase == IDLE:
             checks.ok("state", "idle: nothing is down because of hgs")
         elif status is not None and status.on_mains:
             how, run_id = detach(ctx, "offbattery")
-            checks.warn("state", f"the site was left down by hgs ({state.get('phase')}) and the mains are present: "
+            checks.warn("state", f"the site was left down by hgs ({state.phase}) and the mains are present: "
                         f"restore started (run {run_id}, {how}); see the log")
         else:
-            checks.warn("state", f"phase {state.get('phase')}: the site is down by hgs and the UPS is not on line")
+            checks.warn("state", f"phase {state.phase}: the site is down by hgs and the UPS is not on line")
     runs = history.recent(settings.paths.state_dir, 1)
     if not runs:
         checks.ok("last run", "no flow has run yet")
-    elif runs[0].get("failed"):
-        checks.fail("last run", f"run {runs[0]['id']} ({runs[0]['command']}) ended '{runs[0]['result']}' with failures; "
+    elif runs[0].failed:
+        checks.fail("last run", f"run {runs[0].id} ({runs[0].command}) ended '{runs[0].result}' with failures; "
                     "see the log and its mail")
     else:
-        checks.ok("last run", f"run {runs[0]['id']} ({runs[0]['command']}): {runs[0]['result']}")
+        checks.ok("last run", f"run {runs[0].id} ({runs[0].command}): {runs[0].result}")
 
 
 def run(ctx):

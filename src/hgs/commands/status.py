@@ -44,17 +44,17 @@ def phase_report(settings):
     from hgs.box.state import StateFile
 
     try:
-        state = StateFile(settings.paths.state_dir).load()
-        phase, error = state.get("phase"), None
-        snapshot = state.get("snapshot") or {}
+        state = StateFile(settings.paths.state_dir).read()
+        phase, error = state.phase, None
     except HgsError as err:
-        phase, error, snapshot = None, str(err), {}
+        state, phase, error = None, None, str(err)
     pid, kind = running_flow(SiteLock(settings.paths.lock_dir))
-    stands = snapshot_stands(settings, state if error is None else {}, pid)
-    runs = [{"id": r.get("id"), "command": r.get("command"), "result": r.get("result"), "failed": r.get("failed"),
-             "ended": r.get("ended")} for r in history.recent(settings.paths.state_dir, 5)]
-    return {"phase": phase, "state_error": error, "snapshot_vms": len(snapshot.get("vms", {})), "snapshot": stands,
-            "running_flow": {"pid": pid, "kind": kind} if pid else None, "last_runs": runs}
+    snapshot = state.snapshot if state is not None else None
+    stands = snapshot_stands(settings, state, pid) if state is not None else []
+    runs = [{"id": r.id, "command": r.command, "result": r.result, "failed": r.failed, "ended": r.ended}
+            for r in history.recent(settings.paths.state_dir, 5)]
+    return {"phase": phase, "state_error": error, "snapshot_vms": len(snapshot.vms) if snapshot else 0,
+            "snapshot": stands, "running_flow": {"pid": pid, "kind": kind} if pid else None, "last_runs": runs}
 
 
 def running_flow(lock):
@@ -83,41 +83,39 @@ OUTAGE_KINDS = ("outage", "forced shutdown")
 
 
 def snapshot_stands(settings, state, running_pid):
-    """Given the state (phase, snapshot) and the running flow's pid, returns one dict per VM of
-    the snapshot: its name, host, order and where it stands, from the flow's progress file."""
+    """Given the State and the running flow's pid, returns one dict per VM of the snapshot:
+    its name, host, order and where it stands, from the flow's progress file."""
     from hgs.box import progress as progressmod
-    from hgs.box.state import RESTORING
+    from hgs.box.state import RESTORING, SITE_DOWN
 
-    snapshot = state.get("snapshot") or {}
-    phase = state.get("phase")
-    if not snapshot.get("vms"):
+    snapshot = state.snapshot
+    if snapshot is None or not snapshot.vms:
         return []
     progress = progressmod.read(settings.paths.state_dir)
-    restoring = phase == RESTORING or (progress is not None and running_pid == progress.get("pid")
-                                       and progress.get("kind") == "restore")
+    restoring = state.phase == RESTORING or (progress is not None and running_pid == progress.get("pid")
+                                             and progress.get("kind") == "restore")
     wanted = ("restore",) if restoring else OUTAGE_KINDS
     items = {}
     if progress is not None and progress.get("kind") in wanted and (
             running_pid is None or running_pid == progress.get("pid")):
         items = {item["name"]: item for item in progress.get("vms", [])}
-    pending = state.get("restore_pending")
-    hosts = snapshot.get("hosts", {})
+    pending = state.restore_pending
     out = []
-    for vm in sorted(snapshot["vms"].values(), key=lambda v: (-v.get("order", 0), v["name"])):
-        item = items.get(vm["name"])
+    for vm in sorted(snapshot.vms.values(), key=lambda v: (-v.order, v.name)):
+        item = items.get(vm.name)
         if item is not None:
             stands = _stand(item, restoring)
         elif restoring:
-            stands = "to start" if pending is None or vm["uuid"] in pending else "its start group is done"
-        elif phase == "site_down":
+            stands = "to start" if pending is None or vm.uuid in pending else "its start group is done"
+        elif state.phase == SITE_DOWN:
             stands = "down"
-        elif vm.get("shed"):
+        elif vm.shed:
             stands = "down: shed (started again if the power returns first)"
         else:
-            stands = "running: to " + ("suspend" if vm.get("action") == "suspend" else "shut down")
-        out.append({"name": vm["name"], "uuid": vm["uuid"], "host": hosts.get(vm.get("host"), {}).get("name"),
-                    "order": vm.get("order", 0), "tools": vm.get("tools", True), "stands": stands,
-                    "action": vm.get("action", "shutdown"),
+            stands = "running: to " + ("suspend" if vm.action == "suspend" else "shut down")
+        host = snapshot.hosts.get(vm.host) if vm.host is not None else None
+        out.append({"name": vm.name, "uuid": vm.uuid, "host": host.name if host else None, "order": vm.order,
+                    "tools": vm.tools, "stands": stands, "action": vm.action,
                     "outcome": item["outcome"] if item else None, "seconds": item.get("seconds") if item else None})
     return out
 

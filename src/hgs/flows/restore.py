@@ -16,6 +16,7 @@ from hgs.box import state as statemod
 from hgs.errors import HgsError, RemoteFault, RemoteInterrupted, UpsError, WakeError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.flows.ports import RUNNING, SUSPENDED, Kind, host_stages
+from hgs.flows.snapshot import State
 
 RETRY_S = 1.0
 POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
@@ -35,7 +36,7 @@ class RestoreFlow:
         self.report = report
         self.log = deps.log
         self.timings = deps.settings.timings
-        self.state = None
+        self.state = State()  # the state file's, once run() read it
         self.began = deps.clock.wall()
         self._stop = None  # the reason to stop, once there is one (it never goes away)
         self._read_at = None  # clock time of the last UPS reading
@@ -95,7 +96,7 @@ class RestoreFlow:
 
     def _save(self):
         try:
-            self.d.state_file.save(self.state)
+            self.d.state_file.save(self.state.to_dict())
         except HgsError as err:
             self.log.error("%s (the restore goes on; the state on disk may be stale)", err)
             self.report.notes.append(f"state not saved: {err}")
@@ -156,12 +157,13 @@ class RestoreFlow:
     # -- 2. hosts -------------------------------------------------------------------------------
 
     def host_stages(self, snapshot):
-        """Returns [[(host uuid, host record)], ...]: the masters, then the members."""
-        return host_stages(snapshot["hosts"].items(), lambda host: bool(host[1].get("master")), masters_first=True)
+        """Returns [[(host uuid, HostRecord)], ...]: the masters, then the members."""
+        return host_stages(snapshot.hosts.items(), lambda host: host[1].master, masters_first=True)
 
     def _config(self, host):
+        """Returns the HostSettings of ``host`` (a HostRecord): the config entry it matched, else by name."""
         for h in self.d.settings.hosts:
-            if h.name == host.get("config") or h.name == host.get("name"):
+            if h.name == host.config or h.name == host.name:
                 return h
         return None
 
@@ -178,13 +180,13 @@ class RestoreFlow:
         mode = getattr(self.timings, "members_wake", "after_master_ping")
         start = clock.now()
         hosts = {}
-        for host_uuid, host in snapshot["hosts"].items():
+        for host_uuid, host in snapshot.hosts.items():
             config = self._config(host)
             if config is None:
-                self.log.warning("%s is not in the config: cannot wake it; xapi may power it on", host["name"])
+                self.log.warning("%s is not in the config: cannot wake it; xapi may power it on", host.name)
                 continue
-            pool = snapshot["pools"].get(host.get("pool"), {})
-            master = None if host.get("master") else pool.get("master")
+            pool = snapshot.pools.get(host.pool)
+            master = None if host.master or pool is None else pool.master
             hosts[host_uuid] = {"config": config, "master": master, "state": "queued", "woken_at": None,
                                 "last_wol": None, "wols": 0, "xapi_deadline": None, "next_try": 0.0, "told": False}
         if any(h["master"] in hosts for h in hosts.values()):
@@ -299,28 +301,29 @@ class RestoreFlow:
 
     def _executor(self, snapshot, pool_uuid, ready):
         """The config host that runs a pool's commands: its master when up, else any up member."""
-        pool = snapshot["pools"].get(pool_uuid, {})
-        master = snapshot["hosts"].get(pool.get("master"), {})
-        config = self._config(master) if master else None
-        if config is not None and pool.get("master") in ready:
+        pool = snapshot.pools.get(pool_uuid)
+        master_uuid = pool.master if pool is not None else None
+        master = snapshot.hosts.get(master_uuid) if master_uuid is not None else None
+        config = self._config(master) if master is not None else None
+        if config is not None and master_uuid in ready:
             return config.name
-        for host_uuid, host in snapshot["hosts"].items():
-            if host.get("pool") == pool_uuid and host_uuid in ready:
+        for host_uuid, host in snapshot.hosts.items():
+            if host.pool == pool_uuid and host_uuid in ready:
                 return ready[host_uuid].name
         return None
 
     def start_vms(self, snapshot, ready):
-        pending = set(self.state.get("restore_pending") or snapshot["vms"])
-        vms = [vm for u, vm in snapshot["vms"].items() if u in pending]
-        orders = sorted({vm.get("order", 0) for vm in vms})
+        pending = set(self.state.restore_pending or snapshot.vms)
+        vms = [vm for u, vm in snapshot.vms.items() if u in pending]
+        orders = sorted({vm.order for vm in vms})
         for order in orders:
             self._power_ok()
-            group = sorted((vm for vm in vms if vm.get("order", 0) == order), key=lambda v: v["name"])
-            self.log.info("starting order group %s: %s", order, names(v["name"] for v in group))
+            group = sorted((vm for vm in vms if vm.order == order), key=lambda v: v.name)
+            self.log.info("starting order group %s: %s", order, names(v.name for v in group))
             self._start_group(snapshot, group, ready)
             for vm in group:
-                pending.discard(vm["uuid"])
-            self.state["restore_pending"] = sorted(pending)
+                pending.discard(vm.uuid)
+            self.state.restore_pending = sorted(pending)
             self._save()
             delay = self._start_delay(group)
             if delay and order != orders[-1]:
@@ -329,7 +332,7 @@ class RestoreFlow:
 
     def _start_delay(self, group):
         """Returns the group's start-delay (the largest of its VMs'), capped at START_DELAY_CAP_S."""
-        delay = max((vm.get("start_delay", 0) for vm in group), default=0)
+        delay = max((vm.start_delay for vm in group), default=0)
         if delay > START_DELAY_CAP_S:
             self.log.warning("start-delay %s s (from xe) is capped at %d s", delay, START_DELAY_CAP_S)
             return START_DELAY_CAP_S
@@ -340,9 +343,9 @@ class RestoreFlow:
         start = clock.now()
         by_executor = {}
         for vm in group:
-            executor = self._executor(snapshot, vm["pool"], ready)
+            executor = self._executor(snapshot, vm.pool, ready)
             if executor is None:
-                self.report.vm(vm["name"], "NOT STARTED", None, "no host of its pool is up", failed=True)
+                self.report.vm(vm.name, "NOT STARTED", None, "no host of its pool is up", failed=True)
                 continue
             by_executor.setdefault(executor, []).append(vm)
         for executor, vms in by_executor.items():
@@ -355,28 +358,28 @@ class RestoreFlow:
                 self.log.warning("cannot read the VM power states: %s", err)
             to_start = []
             for vm in vms:
-                power = states.get(vm["uuid"])
+                power = states.get(vm.uuid)
                 if states and power is None:
-                    self.report.vm(vm["name"], "no longer exists", None, "not in xe vm-list: reported, not started")
-                    self.log.warning("%s: no longer exists on the pool; not started", vm["name"])
+                    self.report.vm(vm.name, "no longer exists", None, "not in xe vm-list: reported, not started")
+                    self.log.warning("%s: no longer exists on the pool; not started", vm.name)
                 elif power == RUNNING:
-                    self.report.vm(vm["name"], "already running", 0.0, "xapi auto power-on or started by hand")
+                    self.report.vm(vm.name, "already running", 0.0, "xapi auto power-on or started by hand")
                 else:
                     to_start.append(vm)
             if not to_start:
                 continue
             # a VM hgs suspended is resumed (its memory comes back), any other started
             # (power states unread: the snapshot says which VMs hgs suspended)
-            suspended = {vm["uuid"] for vm in to_start if states.get(vm["uuid"]) == SUSPENDED
-                         or (not states and vm.get("action") == "suspend")}
+            suspended = {vm.uuid for vm in to_start if states.get(vm.uuid) == SUSPENDED
+                         or (not states and vm.action == "suspend")}
             try:
-                batch = hv.start_vms([vm["uuid"] for vm in to_start], resume=suspended)
+                batch = hv.start_vms([vm.uuid for vm in to_start], resume=suspended)
             except HgsError as err:
                 self._cut(err)
                 for vm in to_start:
-                    self.report.vm(vm["name"], "NOT STARTED", None, str(err), failed=True)
+                    self.report.vm(vm.name, "NOT STARTED", None, str(err), failed=True)
                 continue
-            names = {vm["uuid"]: vm["name"] for vm in to_start}
+            names = {vm.uuid: vm.name for vm in to_start}
             deadline = start + self.timings.vm_start_timeout_s
             try:
                 while batch.pending and clock.now() < deadline and not batch.lost:
@@ -412,8 +415,8 @@ class RestoreFlow:
     # -- 4. HA and verify -------------------------------------------------------------------
 
     def enable_ha(self, snapshot, ready):
-        for pool_uuid, pool in snapshot["pools"].items():
-            if not pool.get("ha_was_enabled"):
+        for pool_uuid, pool in snapshot.pools.items():
+            if not pool.ha_was_enabled:
                 continue
             executor = self._executor(snapshot, pool_uuid, ready)
             if executor is None:
@@ -421,7 +424,7 @@ class RestoreFlow:
                 self.report.notes.append("HA NOT turned back on: do it by hand (xe pool-ha-enable)")
                 self.report.failed = True
                 continue
-            srs = [u for u in pool.get("ha_srs") or [] if isinstance(u, str) and u]
+            srs = [u for u in pool.ha_srs if u]
             if not srs:
                 self.log.warning("the heartbeat SR was not learned before the outage: pool-ha-enable without "
                                  "heartbeat-sr-uuids (xapi picks a statefile SR itself)")
@@ -440,19 +443,19 @@ class RestoreFlow:
         deadline = self.d.clock.now() + self.timings.verify_timeout_s
         while True:
             missing = []
-            for pool_uuid in snapshot["pools"]:
+            for pool_uuid in snapshot.pools:
                 executor = self._executor(snapshot, pool_uuid, ready)
                 try:
                     states = self.d.hypervisors[executor].power_states() if executor else {}
                 except RemoteFault as err:
                     self._cut(err)
                     states = {}
-                for vm_uuid, vm in snapshot["vms"].items():
-                    if vm["pool"] != pool_uuid:
+                for vm_uuid, vm in snapshot.vms.items():
+                    if vm.pool != pool_uuid:
                         continue
                     power = states.get(vm_uuid) if states else "unknown"
                     if power is not None and power != RUNNING:  # None: gone, reported when starting
-                        missing.append(vm["name"])
+                        missing.append(vm.name)
             if not missing or self.d.clock.now() >= deadline:
                 return missing
             self._sleep(POWER_POLL_S)
@@ -469,19 +472,19 @@ class RestoreFlow:
             for _, host in stage:
                 config = self._config(host)
                 where = f"{config.wol_broadcast}:{config.wol_port} for {config.mac}" if config else "not configured"
-                lines.append(f"  {'master' if index == 0 else 'member'} {host['name']}: Wake-on-LAN ({where})"
+                lines.append(f"  {'master' if index == 0 else 'member'} {host.name}: Wake-on-LAN ({where})"
                              + ("" if index == 0 else f" {when}") + ", "
                              f"resent every {t.wol_resend_interval_s:g} s; up within {t.host_boot_timeout_s:g} s, "
                              f"xapi within {t.xapi_ready_timeout_s:g} s; host-enable if disabled")
-        orders = sorted({vm.get("order", 0) for vm in snapshot["vms"].values()})
+        orders = sorted({vm.order for vm in snapshot.vms.values()})
         for order in orders:
-            group = sorted((v for v in snapshot["vms"].values() if v.get("order", 0) == order), key=lambda v: v["name"])
-            delay = min(max((v.get("start_delay", 0) for v in group), default=0), START_DELAY_CAP_S)
+            group = sorted((v for v in snapshot.vms.values() if v.order == order), key=lambda v: v.name)
+            delay = min(max((v.start_delay for v in group), default=0), START_DELAY_CAP_S)
             lines.append(f"  start order group {order}: "
-                         + ", ".join(v["name"] + (" (resumed if suspended)" if v.get("action") == "suspend" else "")
+                         + ", ".join(v.name + (" (resumed if suspended)" if v.action == "suspend" else "")
                                      for v in group)
                          + (f"; then wait {delay} s (start-delay)" if delay and order != orders[-1] else ""))
-        if any(p.get("ha_was_enabled") for p in snapshot["pools"].values()):
+        if any(p.ha_was_enabled for p in snapshot.pools.values()):
             lines.append("  turn pool HA back on")
         lines.append(f"  verify every VM runs within {t.verify_timeout_s:g} s; clear the state; mail the log")
         return lines
@@ -489,23 +492,23 @@ class RestoreFlow:
     # -- the whole flow -------------------------------------------------------------------
 
     def run(self, confirm=True):
-        self.state = self.d.state_file.load()
-        snapshot = self.state.get("snapshot")
-        if self.state.get("phase") == statemod.IDLE or not snapshot:
+        self.state = State.from_dict(self.d.state_file.load())
+        snapshot = self.state.snapshot
+        if self.state.phase == statemod.IDLE or snapshot is None:
             self.log.info("nothing was shut down by hgs: nothing to restore")
             self.report.finish("nothing to do")
             return self.report
-        for what in self.state.pop("damaged_records", None) or []:
+        for what in self.state.damaged:
             self.log.error("the snapshot has a damaged record, left out: %s", what)
             self.report.notes.append(f"damaged snapshot record left out: {what}")
             self.report.failed = True
-        self.report.fact(f"snapshot of {snapshot.get('taken', '?')}: {len(snapshot['vms'])} VM(s), "
-                         f"{len(snapshot['hosts'])} host(s)")
+        self.report.fact(f"snapshot of {snapshot.taken or '?'}: {len(snapshot.vms)} VM(s), "
+                         f"{len(snapshot.hosts)} host(s)")
         self.plan_lines = self.timeline(snapshot)
         if confirm and not self.confirm_power():
             self.report.finish("stopped: power failed again")
             return self.report
-        self.state["phase"] = statemod.RESTORING
+        self.state.phase = statemod.RESTORING
         self._save()
         try:
             self._power_ok()
@@ -518,7 +521,7 @@ class RestoreFlow:
         except PowerLost as why:
             self.log.warning("restore stopped: %s; the snapshot is kept for the outage flow", why)
             self.report.fact(f"restore stopped: {why}")
-            self.state["phase"] = statemod.SITE_DOWN
+            self.state.phase = statemod.SITE_DOWN
             self._save()
             self.report.finish("stopped: power failed again", failed=False)
             return self.report
@@ -527,12 +530,12 @@ class RestoreFlow:
             self.report.notes.append("not running: " + ", ".join(missing))
             self.report.failed = True
         if self.report.failed:
-            self.state["phase"] = statemod.SITE_DOWN
+            self.state.phase = statemod.SITE_DOWN
             self._save()
             self.log.error("restore incomplete: the state is kept; the next event, self-test or boot tries again")
             self.report.finish("incomplete (state kept for the next attempt)")
             return self.report
-        self.state = statemod.empty()
+        self.state = State()
         self._save()
         self.log.info("restore complete: every VM of the snapshot runs; state cleared")
         self.report.finish("site restored")
