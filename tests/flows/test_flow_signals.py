@@ -1,8 +1,9 @@
 """A flow command run as `hgs offbattery --foreground` runs it (hgs.commands.flowrun.run_flow,
 the real lock, log, history and mail), against the fake pool and its manual clock: SIGTERM
 (a stopped unit, this box shutting down) or SIGINT (Ctrl-C) during a restore stops it at its
-next step, with the snapshot kept, and the report and the mail say which signal stopped it.
-No root, no sockets: the signal is sent to this process from inside the flow's boot wait."""
+next step, with the snapshot kept, and the report and the mail say which signal stopped it;
+during an outage it makes the flow hurry, as hgs doshutdown does. No root, no sockets: the
+signal is sent to this process from inside the flow's own waits."""
 
 import argparse
 import dataclasses
@@ -14,7 +15,7 @@ import pytest
 
 from hgs import config, wiring
 from hgs.box.lock import SiteLock
-from hgs.commands import Context, offbattery
+from hgs.commands import Context, offbattery, onbattery
 from hgs.commands.flowrun import run_flow
 
 try:
@@ -130,3 +131,59 @@ def test_without_a_signal_the_same_run_restores_the_site(command):
     code, out, rig = command(site, site_down_state(site.snapshot()))
     assert code == 0 and "site restored" in out and "received" not in out
     assert set(site.power.values()) == {"running"} and rig.deps.state_file.data["phase"] == "idle"
+
+
+def accepted(s, call):
+    """Returns {target: first virtual time ``call`` was accepted for it}."""
+    out = {}
+    for t, _, c, args, result in s.log_calls:
+        if c == call and result == "ok":
+            out.setdefault(args[0], t)
+    return out
+
+
+class FakeOutageRun(wiring.LiveRun):
+    """A real run's wiring with the fake pool of flowfakes; ``signal_when(site)`` says when to send SIGTERM."""
+
+    log_to_file = False
+
+    def __init__(self, site, signal_when):
+        super().__init__(site.settings)
+        self.site, self.signal_when = site, signal_when
+        self.signalled_at = None
+        self.mailer = RecordingMailer()
+
+    def build(self, log, escalated, settings=None):
+        def escalated_after_the_signal():
+            if self.signalled_at is None and self.signal_when(self.site):
+                self.signalled_at = self.site.clock.now()
+                os.kill(os.getpid(), signal.SIGTERM)
+            return escalated()
+
+        return self.site.deps(escalated=escalated_after_the_signal), self.mailer, {}
+
+
+def test_sigterm_during_an_outage_makes_it_hurry_and_the_mail_says_so(site):
+    s = site(off_after_s=120, timings={"host_shutdown_timeout_s": 300})  # the members take 2 min to go quiet
+
+    def members_sent_5_s_ago(s):
+        sent = accepted(s, "host-shutdown")
+        return "member2" in sent and s.clock.now() >= sent["member2"] + 5
+
+    rig = FakeOutageRun(s, members_sent_5_s_ago)
+    args = argparse.Namespace(config=str(s.tmp / "config.py"), command="onbattery", dry_run=False, foreground=True,
+                              run_id=None, verbose=0)
+    out = io.StringIO()
+    ctx = Context(args, stdout=out, stderr=io.StringIO())
+    ctx._settings = s.settings
+    try:
+        code = run_flow(ctx, onbattery.spec(), rig=rig)
+    finally:
+        ctx.run_log.close()
+    sent = accepted(s, "host-shutdown")
+    assert rig.signalled_at is not None
+    assert sent["master"] - rig.signalled_at < 1.0, sent  # not after the members' 120 s: hurried
+    assert s.host_powers() == {"master": "off", "member1": "off", "member2": "off"}
+    [(subject, body)] = rig.mailer.sent
+    assert "SIGTERM received: hurrying: what is left is forced and the hosts are sent down now" in body
+    assert "site down" in out.getvalue() and code == 0
