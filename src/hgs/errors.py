@@ -128,3 +128,5 @@ class InstallError(SetupError):
 
 class InitError(SetupError):
     """Bad input to hgs init, or a file it cannot write."""
+
+    exit_code = 2

@@ -113,6 +113,16 @@ def _run_flow(timeline, config, command):
     return proc.returncode, "".join(stdout)
 
 
+def print_mails_and_result(out, mail_dir, before, after):
+    """Prints each mail hgs sent (captured in ``mail_dir``), then which VMs ran before and after."""
+    for path in sorted(mail_dir.glob("*.eml")):
+        print(f"\n----- the mail hgs sent ({path.name}) -----", file=out)
+        print(path.read_text(errors="replace").rstrip(), file=out)
+    print("\n----- result -----", file=out)
+    print(f"running before: {', '.join(before)}", file=out)
+    print(f"running after:  {', '.join(after)}", file=out)
+
+
 def running_vms(store):
     return sorted(v["name"] for v in store.read()["vms"].values()
                   if not v["control_domain"] and v["power_state"] == "running")
@@ -172,13 +182,7 @@ def run(out=sys.stdout, keep=False, scenario="pool"):
         state = site.store.read()
         same = (after == before and state["pool"]["ha_enabled"]
                 and all(h["power"] == "on" and h["enabled"] for h in state["hosts"].values()))
-        mails = sorted(mail_dir.glob("*.eml"))
-        for path in mails:
-            print(f"\n----- the mail hgs sent ({path.name}) -----", file=out)
-            print(path.read_text(errors="replace").rstrip(), file=out)
-        print("\n----- result -----", file=out)
-        print(f"running before: {', '.join(before)}", file=out)
-        print(f"running after:  {', '.join(after)}", file=out)
+        print_mails_and_result(out, mail_dir, before, after)
         print(f"pool HA: {'on' if state['pool']['ha_enabled'] else 'OFF'}; hosts: "
               + ", ".join(f"{h['name']} {h['power']}" for h in state["hosts"].values()), file=out)
         print(f"demo took {time.monotonic() - timeline.start:.1f} s; "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from hgs.sim import site as sitemod
+from hgs.sim import stop_process
 from hgs.sim.power import PowerWatcher, WolListener
 from hgs.sim.server import SiteClient, SiteServerProcess
 from hgs.sim.xeclient import write_xe_wrapper
@@ -78,6 +79,8 @@ class _OpenSshDoor:
             UsePAM no
             StrictModes no
             LogLevel INFO
+            ClientAliveInterval 5
+            ClientAliveCountMax 2
             SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin
             """))
         name = address if port == 22 else f"[{address}]:{port}"
@@ -108,11 +111,17 @@ class _OpenSshDoor:
     def down(self):
         if self.proc is not None and self.proc.poll() is None:
             self.spent_cpu_s += tree_cpu_seconds(self.proc.pid)
+            sessions = descendants(self.proc.pid)  # a session may have left the group (setsid)
             # The whole process group: the listener and every session it forked (a power cut).
             try:
                 os.killpg(self.proc.pid, 15)
             except ProcessLookupError:
                 pass
+            for pid in sessions:
+                try:
+                    os.kill(pid, 15)
+                except ProcessLookupError:
+                    pass
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -129,9 +138,8 @@ class _OpenSshDoor:
         self.down()
 
 
-def tree_cpu_seconds(pid):
-    """Returns the CPU seconds of ``pid`` and its live descendants, with the children each has
-    reaped (from /proc; 0 for a process that is gone)."""
+def _process_table():
+    """Returns ({pid: parent pid}, {pid: CPU ticks of it and its reaped children}) from /proc."""
     parents, times = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -143,15 +151,31 @@ def tree_cpu_seconds(pid):
             continue
         parents[int(entry)] = int(fields[1])
         times[int(entry)] = sum(int(f) for f in fields[11:15])
+    return parents, times
+
+
+def _tree(pid, parents):
     children = {}
     for child, parent in parents.items():
         children.setdefault(parent, []).append(child)
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
-        total += times.get(current, 0)
+        found.append(current)
         todo.extend(children.get(current, ()))
-    return total / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def descendants(pid):
+    """Returns the PIDs of the live descendants of ``pid`` (not ``pid`` itself)."""
+    return _tree(pid, _process_table()[0])[1:]
+
+
+def tree_cpu_seconds(pid):
+    """Returns the CPU seconds of ``pid`` and its live descendants, with the children each has
+    reaped (from /proc; 0 for a process that is gone)."""
+    parents, times = _process_table()
+    return sum(times.get(p, 0) for p in _tree(pid, parents)) / os.sysconf("SC_CLK_TCK")
 
 
 def _ip(*args):
@@ -223,13 +247,7 @@ class _NamespaceDoor(_OpenSshDoor):
     def stop(self):
         if self.proc is not None:
             self.down()
-        if self.listener is not None and self.listener.poll() is None:
-            self.listener.terminate()
-            try:
-                self.listener.wait(5)
-            except subprocess.TimeoutExpired:
-                self.listener.kill()
-                self.listener.wait(5)
+        stop_process(self.listener)
         subprocess.run(["ip", "link", "del", self.veth_host], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
 

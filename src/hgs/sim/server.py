@@ -30,6 +30,7 @@ import threading
 import time
 
 from hgs.sim import site as sitemod
+from hgs.sim import stop_process
 from hgs.sim.xe import Xe
 
 PERSIST_INTERVAL_S = 1.0  # the state file lags the site by at most this (a crash loses no more)
@@ -299,13 +300,7 @@ class SiteServerProcess:
         return SiteClient(self.site_path)._request("cpu_seconds")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, grace_s=10)
 
 
 def main(argv=None):

@@ -111,12 +111,7 @@ def run(out, keep=False):
         timeline.say("demo", f"restore flow finished (exit {code_in})")
         stop.set()
         after = demo.running_vms(lab.site.store)
-        for path in sorted(mail_dir.glob("*.eml")):
-            print(f"\n----- the mail hgs sent ({path.name}) -----", file=out)
-            print(path.read_text(errors="replace").rstrip(), file=out)
-        print("\n----- result -----", file=out)
-        print(f"running before: {', '.join(before)}", file=out)
-        print(f"running after:  {', '.join(after)}", file=out)
+        demo.print_mails_and_result(out, mail_dir, before, after)
         print(f"main shutdown began {main_at or 0:.1f} s after the power failure with {runtime_then} s of runtime "
               "left (bench/shed.py measures it with and without shedding)", file=out)
         ok = after == before and code_out == 0 and code_in == 0 and main_at is not None

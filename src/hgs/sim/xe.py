@@ -14,7 +14,7 @@ the small `xe` client on each simulated host's PATH calls, or a test.
 import contextlib
 import threading
 import time
-from functools import partial
+from functools import partial, partialmethod
 
 from hgs.sim import site as sitemod
 
@@ -124,6 +124,9 @@ POOL_FIELDS = {
     "ha-statefiles": ("RO", lambda s, p: p["ha_statefile"] if p["ha_enabled"] else ""),
 }
 POOL_DEFAULT = ("uuid", "name-label", "name-description", "master", "default-SR")
+# the objects the list and param-get commands read: state key (None: the pool), fields, default columns, label
+_OBJECTS = {"vm": ("vms", VM_FIELDS, VM_DEFAULT, "VM"), "host": ("hosts", HOST_FIELDS, HOST_DEFAULT, "host"),
+            "pool": (None, POOL_FIELDS, POOL_DEFAULT, "pool")}
 
 
 def format_records(records):
@@ -310,29 +313,20 @@ class Xe:
 
     # -- lists and reads ---------------------------------------------------------------
 
-    def cmd_vm_list(self, call):
+    def _records(self, call, kind, get_params):
+        objects, fields, default, label = _OBJECTS[kind]
         with self._tx() as state:
-            return _list(state, call, list(state["vms"].values()), VM_FIELDS, VM_DEFAULT, "VM")
+            records = [state["pool"]] if objects is None else list(state[objects].values())
+            if get_params:
+                return _param_get(state, call, records, fields, label)
+            return _list(state, call, records, fields, default, label)
 
-    def cmd_vm_param_get(self, call):
-        with self._tx() as state:
-            return _param_get(state, call, list(state["vms"].values()), VM_FIELDS, "VM")
-
-    def cmd_host_list(self, call):
-        with self._tx() as state:
-            return _list(state, call, list(state["hosts"].values()), HOST_FIELDS, HOST_DEFAULT, "host")
-
-    def cmd_host_param_get(self, call):
-        with self._tx() as state:
-            return _param_get(state, call, list(state["hosts"].values()), HOST_FIELDS, "host")
-
-    def cmd_pool_list(self, call):
-        with self._tx() as state:
-            return _list(state, call, [state["pool"]], POOL_FIELDS, POOL_DEFAULT, "pool")
-
-    def cmd_pool_param_get(self, call):
-        with self._tx() as state:
-            return _param_get(state, call, [state["pool"]], POOL_FIELDS, "pool")
+    cmd_vm_list = partialmethod(_records, kind="vm", get_params=False)
+    cmd_vm_param_get = partialmethod(_records, kind="vm", get_params=True)
+    cmd_host_list = partialmethod(_records, kind="host", get_params=False)
+    cmd_host_param_get = partialmethod(_records, kind="host", get_params=True)
+    cmd_pool_list = partialmethod(_records, kind="pool", get_params=False)
+    cmd_pool_param_get = partialmethod(_records, kind="pool", get_params=True)
 
     def cmd_vdi_param_get(self, call):
         with self._tx() as state:
