@@ -19,9 +19,9 @@ from hgs.commands import Context, offbattery, onbattery
 from hgs.commands.flowrun import run_flow
 
 try:
-    from .restore_fakes import Site, site_down_state
+    from .restore_fakes import FakeStateFile, Site, site_down_state
 except ImportError:  # tests/flows is not a package
-    from restore_fakes import Site, site_down_state
+    from restore_fakes import FakeStateFile, Site, site_down_state
 
 STOP_BOUND_S = 3.0  # from the signal to the restore's return, on the flow's clock
 
@@ -131,6 +131,20 @@ def test_without_a_signal_the_same_run_restores_the_site(command):
     code, out, rig = command(site, site_down_state(site.snapshot()))
     assert code == 0 and "site restored" in out and "received" not in out
     assert set(site.power.values()) == {"running"} and rig.deps.state_file.data["phase"] == "idle"
+
+
+def test_an_error_the_flow_did_not_expect_is_in_the_mail_and_the_exit_code_not_a_traceback(command, monkeypatch):
+    def broken(self, data):
+        raise KeyError("pools")  # a bug met half way through: at the first save of the state
+
+    monkeypatch.setattr(FakeStateFile, "save", broken)
+    site = Site()
+    code, out, rig = command(site, site_down_state(site.snapshot()))
+    assert code == 1 and "hgs restore: failed -- FAILED" in out
+    [(subject, body)] = rig.mailer.sent
+    assert "FAILED" in subject and "FAULT: the restore flow: KeyError: 'pools'" in body
+    assert all(c.closed for c in rig.connections.values())
+    assert SiteLock(rig.settings.paths.lock_dir).acquire()
 
 
 def accepted(s, call):

@@ -170,13 +170,13 @@ def _guarded(flow, confirm, spec, log):
     try:
         flow.run(confirm=confirm)
     except Exception as err:
+        from hgs.errors import HgsError
+
         where = f"the {spec.kind} flow"
-        fault = getattr(flow, "fault", None)
-        if fault is not None:
-            fault(where, err)
-        else:
-            log.error("FAULT in %s: %s: %s", where, type(err).__name__, err, exc_info=err)
-            flow.report.fault(where, f"{type(err).__name__}: {err}")
+        ours = isinstance(err, HgsError)
+        log.error("FAULT in %s: %s", where, err if ours else f"{type(err).__name__}: {err}",
+                  exc_info=None if ours else err)
+        flow.report.fault(where, str(err) if ours else f"{type(err).__name__}: {err}")
         flow.report.finish("failed", failed=True)
 
 
