@@ -125,9 +125,10 @@ def hook_notice(ctx, run_log, event, kind=None):
     from hgs.box.state import IDLE, StateFile
 
     settings = ctx.settings
+    notices = notifier(ctx, run_log, kind)
     if event == "power_lost":
-        notifier(ctx, run_log, kind).emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
-                                    f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
+        notices.emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
+                     f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
         return
     try:
         phase = StateFile(settings.paths.state_dir).load().get("phase")
@@ -137,11 +138,10 @@ def hook_notice(ctx, run_log, event, kind=None):
 
     heard = events.last(settings.paths.lock_dir, "onbattery", time.time() - RECENT_POWER_LOST_S) is not None
     if phase not in (IDLE, None):
-        notifier(ctx, run_log, kind).emit("power_back", "power back: once it is stable for "
-                                    f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the "
-                                    "VMs it shut down")
+        notices.emit("power_back", "power back: once it is stable for "
+                     f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the VMs it shut down")
     elif heard:
-        notifier(ctx, run_log, kind).emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
+        notices.emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
 
 
 def watch(ctx, report, run_log, rig):
