@@ -118,6 +118,7 @@ class OutageFlow:
         self.running_now = {}  # what this run found running: the VMs to shut down (uuid -> VmRecord)
         self.plan_lines = []  # the timeline a person reads (filled by the budget)
         self.outage_since = None  # wall time the current outage began (set by the confirmation)
+        self.power_came_back = False  # the confirmation stopped because the power came back
         self.shedder = shed.ShedWait(self)
         self.earlier_state = None  # a state an earlier outage left (its snapshot not yet restored)
         self._said = set()
@@ -184,6 +185,7 @@ class OutageFlow:
                 waited = now - began
                 self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
                 self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
+                self.power_came_back = True
                 return False
             if since != outage_since:
                 self.log.info("the power came back and failed again: the %.0f s confirmation starts over", window)
@@ -874,11 +876,12 @@ class OutageFlow:
         if not isinstance(state, State):
             state = State()
         if confirm and not self.phase("confirming the outage", self.confirm, default=False):
-            if not self.report.failed:
-                self.report.finish("stopped: power back during confirmation" if self.report.lines and
-                                   "came back" in self.report.lines[-1] else "stopped: outage not confirmed")
-            else:
+            if self.report.failed:
                 self.report.finish("stopped: the confirmation failed; nothing was touched")
+            elif self.power_came_back:
+                self.report.finish("stopped: power back during confirmation")
+            else:
+                self.report.finish("stopped: outage not confirmed")
             return self.report
         self.report.event("outage_confirmed", self.report.lines[-1] if confirm and self.report.lines
                           else f"{self.report.kind}: not waited for")

@@ -123,7 +123,7 @@ class ShedWait:
         flow, clock = self.flow, self.d.clock
         if not self.pending_rules() and flow.timings.main_trigger == "window":
             return MAIN
-        outage_since = getattr(flow, "outage_since", None) or clock.wall()
+        outage_since = flow.outage_since or clock.wall()
         began = clock.now()
         if flow.timings.main_trigger == "runtime":
             self.log.info("waiting for the runtime trigger: the main shutdown starts when the runtime left falls "
