@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hgs.box import state as statemod
 from hgs.config import VmPolicy
 from hgs.flows.outage import OutageFlow, PoolView
 from hgs.flows.report import Report
+from hgs.flows.snapshot import State
 from hgs.hypervisors.xen.backend import Hypervisor
 from hgs.box.log import RunLog
 from hgs.net.ssh import Result
@@ -78,16 +78,16 @@ def select(folder, forger_name, stream=None):
     flow = OutageFlow(deps, Report("outage", "test-run"))
     info = hv.pool()
     flow.pools = {info.uuid: PoolView(info, hv.hosts(), "xen1")}
-    flow.take_snapshot(statemod.empty())
+    flow.take_snapshot(State())
     run_log.close()
     return flow, run_log, connection
 
 
 def selection(flow):
-    snapshot = {u: (v["name"], v["tools"]) for u, v in flow.snapshot["vms"].items() if u != FORGER}
-    forced = {u for u, v in flow.running_now.items() if not v["tools"]}
-    left_alone = {FORGER, TOOLED, NOTOOLS, DC, VICTIM} - set(flow.snapshot["vms"])
-    return snapshot, forced, left_alone, FORGER in flow.snapshot["vms"]
+    snapshot = {u: (v.name, v.tools) for u, v in flow.snapshot.vms.items() if u != FORGER}
+    forced = {u for u, v in flow.running_now.items() if not v.tools}
+    left_alone = {FORGER, TOOLED, NOTOOLS, DC, VICTIM} - set(flow.snapshot.vms)
+    return snapshot, forced, left_alone, FORGER in flow.snapshot.vms
 
 
 EXPECTED = ({TOOLED: ("tooled", True), NOTOOLS: ("notools", False), VICTIM: ("victim", True)}, {NOTOOLS}, {DC}, True)
@@ -144,7 +144,7 @@ def test_the_forgeries_of_the_report_are_refused_and_logged_loudly(tmp_path):
     stream = io.StringIO()
     flow, run_log, connection = select(tmp_path, name, stream)
     assert selection(flow) == EXPECTED
-    assert flow.snapshot["vms"][FORGER]["name"] == name  # its own name, read again by itself
+    assert flow.snapshot.vms[FORGER].name == name  # its own name, read again by itself
     assert "FORGED xe records" in run_log.text() and "FORGED xe records" in stream.getvalue()
     reread = {argv[1][5:] for argv in connection.calls if argv[0] == "vm-param-get"}
     assert {TOOLED, VICTIM, FORGER} <= reread

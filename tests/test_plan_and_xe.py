@@ -7,10 +7,11 @@ import pytest
 from hgs.hypervisors.xen import xe
 from hgs.config import Timings, VmPolicy
 from hgs.flows import plan
+from hgs.flows.snapshot import VmRecord
 
 
-def vm(name, order=0):
-    return {"uuid": f"u-{name}", "name": name, "order": order}
+def vm(name, order=0, tools=True):
+    return VmRecord(f"u-{name}", name, order=order, tools=tools)
 
 
 @pytest.mark.parametrize("policy,expected", [
@@ -23,7 +24,7 @@ def vm(name, order=0):
 ])
 def test_groups(policy, expected):
     vms = [vm("a", 2), vm("b", 2), vm("c", 1)]
-    assert [[v["name"] for v in g] for g in plan.build_groups(vms, policy)] == expected
+    assert [[v.name for v in g] for g in plan.build_groups(vms, policy)] == expected
 
 
 def timings(**kw):
@@ -50,7 +51,7 @@ def test_budget(runtime, reserve, grace, worst):
 
 def test_timeline_names_groups_deadlines_hosts_and_runtime():
     b = plan.budget(timings(), 1, 1, 1000, 120)
-    lines = plan.timeline([[dict(vm("db"), tools=False)]], [["xen1"]], b, 1000)
+    lines = plan.timeline([[vm("db", tools=False)]], [["xen1"]], b, 1000)
     text = "\n".join(lines)
     assert "group 1: clean shutdown of 1 VM(s) in parallel: db (no tools: forced at once)" in text
     assert "+   100 s  group 1: deadline" in text and "hosts: disable + shutdown xen1" in text

@@ -117,6 +117,7 @@ def check_sendmail(settings, checks):
 
 def check_plan(settings, checks, status, results):
     from hgs.flows import plan
+    from hgs.flows.snapshot import VmRecord
 
     running = [vm for r in results if r.get("running") for vm in r["running"]]
     unique = {vm["uuid"]: vm for vm in running}
@@ -128,7 +129,8 @@ def check_plan(settings, checks, status, results):
     # others in the main shutdown, suspended or shut down
     actions = {vm["uuid"]: settings.vms.action(vm) for vm in unique.values()}
     counts = {a: sum(1 for v in actions.values() if v == a) for a in ("shutdown", "suspend", "shed")}
-    groups = plan.build_groups([vm for vm in unique.values() if actions[vm["uuid"]] != "shed"], settings.vms)
+    groups = plan.build_groups([VmRecord.from_dict(u, vm) for u, vm in unique.items() if actions[u] != "shed"],
+                               settings.vms)
     b = plan.budget(settings.timings, len(groups), stages, None, settings.ups.runtime_reserve_s)
     shed_s = settings.timings.vm_shutdown_timeout_s + settings.timings.vm_force_timeout_s if counts["shed"] else 0.0
     by_runtime = settings.timings.main_trigger == "runtime"

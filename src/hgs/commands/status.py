@@ -140,10 +140,11 @@ def _stand(item, restoring):
 def host_groups(settings, hosts):
     """Returns {vm uuid: shutdown group number (1 = first)} for the VMs running on the reachable hosts."""
     from hgs.flows import plan
+    from hgs.flows.snapshot import VmRecord
 
-    running = {vm["uuid"]: vm for host in hosts for vm in host.get("running") or []}
+    running = {vm["uuid"]: VmRecord.from_dict(vm["uuid"], vm) for host in hosts for vm in host.get("running") or []}
     groups = plan.build_groups(list(running.values()), settings.vms)
-    return {vm["uuid"]: index for index, group in enumerate(groups, 1) for vm in group}
+    return {vm.uuid: index for index, group in enumerate(groups, 1) for vm in group}
 
 
 def _article(word):

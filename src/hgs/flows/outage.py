@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from hgs.box import state as statemod
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
+from hgs.flows.snapshot import HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
                              host_stages, match_config)
 from hgs.ups import UpsState
@@ -113,10 +114,11 @@ class OutageFlow:
         self.log = deps.log
         self.timings = deps.settings.timings
         self.pools = {}
-        self.snapshot = None
-        self.running_now = {}  # what this run found running: the VMs to shut down
+        self.snapshot = None  # the Snapshot this run wrote
+        self.running_now = {}  # what this run found running: the VMs to shut down (uuid -> VmRecord)
         self.plan_lines = []  # the timeline a person reads (filled by the budget)
         self.outage_since = None  # wall time the current outage began (set by the confirmation)
+        self.power_came_back = False  # the confirmation stopped because the power came back
         self.shedder = shed.ShedWait(self)
         self.earlier_state = None  # a state an earlier outage left (its snapshot not yet restored)
         self._said = set()
@@ -183,6 +185,7 @@ class OutageFlow:
                 waited = now - began
                 self.log.info("power is back after %.1f s of confirmation: stopping, nothing was touched", waited)
                 self.report.fact(f"power came back during confirmation ({waited:.1f} s): nothing was touched")
+                self.power_came_back = True
                 return False
             if since != outage_since:
                 self.log.info("the power came back and failed again: the %.0f s confirmation starts over", window)
@@ -350,12 +353,11 @@ class OutageFlow:
         policy = self.d.settings.vms
         vms, pools, hosts = {}, {}, {}
         for pool_uuid, view in self.pools.items():
-            pools[pool_uuid] = {"master": view.info.master, "ha_was_enabled": view.info.ha_enabled, "ha_srs": [],
-                                "executor": view.executor}
+            pools[pool_uuid] = PoolRecord(view.info.master, view.info.ha_enabled, [], executor=view.executor)
             for info in view.hosts:
                 config = view.config.get(info.uuid)
-                hosts[info.uuid] = {"name": info.name, "config": config.name if config else None, "pool": pool_uuid,
-                                    "master": info.uuid == view.info.master, "address": info.address}
+                hosts[info.uuid] = HostRecord(info.name, config.name if config else None, pool_uuid,
+                                              info.uuid == view.info.master, info.address)
             running = self._refresh(pool_uuid)
             if running is None:
                 running = self._read(f"listing the running VMs of pool {pool_uuid[:8]}", pool_uuid,
@@ -364,33 +366,25 @@ class OutageFlow:
                 if vm.uuid in policy.leave_alone or vm.name in policy.leave_alone:
                     self.log.info("leaving %s alone (VMS['leave_alone'])", vm.name)
                     continue
-                vms[vm.uuid] = {"uuid": vm.uuid, "name": vm.name, "pool": pool_uuid, "host": vm.resident_on,
-                                "order": vm.order, "start_delay": vm.start_delay, "tools": vm.tools}
-                vms[vm.uuid]["action"] = policy.action(vms[vm.uuid])
+                vms[vm.uuid] = VmRecord.running(vm, pool_uuid, policy.action({"uuid": vm.uuid, "name": vm.name}))
         self.running_now = vms  # what this run found running: the VMs to shut down
-        snapshot = {"taken": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": self.report.run_id,
-                    "pools": pools, "hosts": hosts, "vms": vms}
-        previous = state.get("snapshot")
-        if previous and state.get("phase") != statemod.IDLE:
+        snapshot = Snapshot(time.strftime("%Y-%m-%dT%H:%M:%S%z"), self.report.run_id, pools, hosts, vms)
+        previous = state.snapshot
+        if previous is not None and state.phase != statemod.IDLE:
             try:
-                damage = []
-                snapshot = merge_snapshots(previous, snapshot, damage)
+                snapshot = previous.merged(snapshot)
                 self.log.info("an earlier outage left a snapshot (%d VMs): kept, with what runs now added",
-                              len(snapshot["vms"]) - len(vms))
-                if damage:
-                    self.fault("merging the snapshot an earlier outage left",
-                               HgsError(f"it is damaged, kept what could be kept: {'; '.join(damage[:5])}"))
-                    self.log.error("the earlier snapshot, as JSON: %s", json.dumps(previous, default=str))
+                              len(snapshot.vms) - len(vms))
             except Exception as err:  # the hardware comes first: the old snapshot goes to the log
                 self.fault("merging the snapshot an earlier outage left", err)
-                self.log.error("the earlier snapshot, as JSON: %s", json.dumps(previous, default=str))
+                self.log.error("the earlier snapshot, as JSON: %s", _as_json(previous))
         # everything of the snapshot is down again after this: a restore starts it all
-        state.pop("restore_pending", None)
-        state.update(phase=statemod.SHUTTING_DOWN, snapshot=snapshot)
+        state.restore_pending = None
+        state.phase, state.snapshot = statemod.SHUTTING_DOWN, snapshot
         self.save(state, "the snapshot")
         self.snapshot = snapshot
         self.log.info("snapshot: %d running VM(s) to shut down: %s", len(vms),
-                      names(sorted(v["name"] for v in vms.values())) or "none")
+                      names(sorted(v.name for v in vms.values())) or "none")
         return snapshot
 
     def _refresh(self, pool_uuid):
@@ -449,11 +443,12 @@ class OutageFlow:
         return routes
 
     def save(self, state, what):
+        """Writes ``state`` (a State); a failure is a fault, and the snapshot goes to the log."""
         try:
-            self.d.state_file.save(state)
+            self.d.state_file.save(state.to_dict())
         except Exception as err:  # the hardware comes first: the snapshot goes to the log
             self.fault(f"state not saved ({what})", err)
-            self.log.error("%s as JSON: %s", what, json.dumps(state.get("snapshot"), default=str))
+            self.log.error("%s as JSON: %s", what, _as_json(state.snapshot))
 
     # -- 3. HA ------------------------------------------------------------------------------
 
@@ -469,27 +464,22 @@ class OutageFlow:
                 srs = self._read("reading the HA heartbeat SR (for the restore)", pool_uuid,
                                  lambda hv: hv.ha_statefile_srs(pool_uuid), attempts=1)
             if srs is None:
-                known = record.get("ha_srs")
-                if not (isinstance(known, list) and known):  # an earlier outage's reading, if any, stands
-                    record["ha_srs"] = []
-                    record["ha_srs_unknown"] = "unknown: the read failed; the restore lets xapi pick the statefile SR"
+                if not record.ha_srs:  # an earlier outage's reading, if any, stands
+                    record.ha_srs_unknown = "unknown: the read failed; the restore lets xapi pick the statefile SR"
             else:
-                record["ha_srs"] = list(srs)
-                record.pop("ha_srs_unknown", None)
+                record.ha_srs, record.ha_srs_unknown = list(srs), None
             self.save(state, "the snapshot")
             self._ha_off(pool_uuid, srs)
 
     def _pool_record(self, state, pool_uuid):
-        snapshot = state.get("snapshot")
-        if not isinstance(snapshot, dict) or not isinstance(snapshot.get("pools"), dict):
-            # the snapshot failed: HA's record still goes in, in a snapshot of the usual shape
-            fresh = self.snapshot if isinstance(self.snapshot, dict) else {"pools": {}, "hosts": {}, "vms": {}}
-            snapshot = state["snapshot"] = fresh
-            snapshot.setdefault("pools", {})
-        record = snapshot["pools"].get(pool_uuid)
-        if not isinstance(record, dict):
-            record = snapshot["pools"][pool_uuid] = {"master": self.pools[pool_uuid].info.master, "ha_srs": []}
-        record["ha_was_enabled"] = True
+        """Returns the snapshot's PoolRecord of ``pool_uuid``, marked HA on; when the snapshot
+        failed, HA's record still goes in, in a snapshot of its own."""
+        if state.snapshot is None:
+            state.snapshot = self.snapshot if self.snapshot is not None else Snapshot()
+        record = state.snapshot.pools.get(pool_uuid)
+        if record is None:
+            record = state.snapshot.pools[pool_uuid] = PoolRecord(self.pools[pool_uuid].info.master)
+        record.ha_was_enabled = True
         return record
 
     def _ha_off(self, pool_uuid, srs):
@@ -521,17 +511,17 @@ class OutageFlow:
     def shutdown_vms(self, groups, b):
         for index, group in enumerate(groups, 1):
             self.log.info("group %d/%d: shutting down %d VM(s) in parallel (deadline %.0f s): %s",
-                          index, len(groups), len(group), b.grace_s, names(vm["name"] for vm in group))
+                          index, len(groups), len(group), b.grace_s, names(vm.name for vm in group))
             self.phase(f"shutting down VM group {index}", self._group, group, b)
 
     def _group(self, group, b):
         clock = self.d.clock
         start = clock.now()
-        tracks = {vm["uuid"]: Track(vm, vm["pool"], stage_started=start, deadline=start + b.grace_s) for vm in group}
+        tracks = {vm.uuid: Track(vm, vm.pool, stage_started=start, deadline=start + b.grace_s) for vm in group}
         for track in tracks.values():
-            if not track.vm.get("tools", True):
+            if not track.vm.tools:
                 self._to_force(track, start, "no guest tools: forced at once")
-            elif track.vm.get("action") == "suspend":
+            elif track.vm.action == "suspend":
                 track.stage = "suspend"  # VMS['suspend']: its memory kept; a failed suspend falls back to shutdown
         batches = []
         next_poll = start + POWER_POLL_S
@@ -595,7 +585,7 @@ class OutageFlow:
             launched.setdefault((self.pools[track.pool].executor, track.stage), []).append(track)
         out = []
         for (executor, stage), group in launched.items():
-            hv, uuids = self.d.hypervisors[executor], [t.vm["uuid"] for t in group]
+            hv, uuids = self.d.hypervisors[executor], [t.vm.uuid for t in group]
             try:
                 batch = hv.suspend_vms(uuids) if stage == "suspend" else hv.shutdown_vms(uuids, force=stage == "force")
             except Exception as err:  # retried at the next tick, until the group's deadlines
@@ -609,7 +599,7 @@ class OutageFlow:
         return out
 
     def _to_force(self, track, now, why):
-        self.log.info("%s: %s: forcing", track.vm["name"], why)
+        self.log.info("%s: %s: forcing", track.vm.name, why)
         track.stage, track.stage_started, track.batch, track.detail = "force", now, None, why
         track.in_progress = False
 
@@ -617,11 +607,11 @@ class OutageFlow:
         track.done, track.batch = True, None
         took = self.d.clock.now() - start
         detail = detail or (track.detail if outcome != "clean" or track.detail.startswith("suspend failed") else "")
-        if track.vm.get("shed"):
+        if track.vm.shed:
             outcome = f"shed ({outcome})"
         level = self.log.error if failed else self.log.info
-        level("%s: %s after %.1f s%s", track.vm["name"], outcome, took, f" ({detail})" if detail else "")
-        self.report.vm(track.vm["name"], outcome, took, detail, failed=failed)
+        level("%s: %s after %.1f s%s", track.vm.name, outcome, took, f" ({detail})" if detail else "")
+        self.report.vm(track.vm.name, outcome, took, detail, failed=failed)
 
     def _outcome(self, track, stage, outcome, start):
         kind = outcome.kind
@@ -642,13 +632,13 @@ class OutageFlow:
         elif stage == "suspend":
             # no suspend SR, not enough space, no suspend support in the guest...: shut it down instead,
             # within the same deadline (then forced, as any VM)
-            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm["name"], outcome.message)
+            self.log.warning("%s: vm-suspend failed (%s): shutting it down instead", track.vm.name, outcome.message)
             self._unexpected(track, "suspend", outcome)
             track.stage, track.batch, track.in_progress = "clean", None, False
             track.detail = f"suspend failed: {outcome.message}; shut down instead"
         elif stage == "clean" and kind == Kind.BUSY:
             track.in_progress = True  # the earlier call still runs in the hypervisor: wait for it, up to the deadline
-            self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm["name"])
+            self.log.info("%s: its shutdown is already running in xapi: waiting for it", track.vm.name)
         elif stage == "clean" and kind == Kind.NO_TOOLS:
             self._to_force(track, self.d.clock.now(), f"no guest tools ({outcome.message})")
         elif stage == "clean":
@@ -662,13 +652,13 @@ class OutageFlow:
         """A refusal the hypervisor could not explain is a fault of the run (forcing or resetting
         the VM overcomes it); a known one (e.g. a shutdown timeout) is that VM's outcome only."""
         if outcome.unexpected:
-            self.fault(f"{what} of {track.vm['name']}", HgsError(outcome.message), recovered=True)
+            self.fault(f"{what} of {track.vm.name}", HgsError(outcome.message), recovered=True)
 
     def _reset(self, track, start, why):
         hv = self.d.hypervisors[self.pools[track.pool].executor]
-        self.log.warning("%s: %s: resetting its power state", track.vm["name"], why)
+        self.log.warning("%s: %s: resetting its power state", track.vm.name, why)
         try:
-            hv.reset_powerstate(track.vm["uuid"])
+            hv.reset_powerstate(track.vm.uuid)
             self._finish(track, start, "reset", f"{why}; vm-reset-powerstate")
         except Exception as err:
             self._finish(track, start, "FAILED", f"{why}; vm-reset-powerstate failed: {describe(err)}", failed=True)
@@ -685,7 +675,7 @@ class OutageFlow:
             for track in tracks.values():
                 if track.done or track.pool != pool_uuid:
                     continue
-                power = states.get(track.vm["uuid"])
+                power = states.get(track.vm.uuid)
                 if power is None:
                     self._finish(track, start, "gone", "the VM no longer exists")
                 elif power == HALTED:
@@ -883,14 +873,15 @@ class OutageFlow:
         """Runs the phases in order; returns the report. Never raises: a phase's failure is a
         fault of the run and the next phase runs; the host stage runs whatever happened before."""
         state = self.phase("reading the state file", self.load_state, default=None)
-        if not isinstance(state, dict):
-            state = statemod.empty()
+        if not isinstance(state, State):
+            state = State()
         if confirm and not self.phase("confirming the outage", self.confirm, default=False):
-            if not self.report.failed:
-                self.report.finish("stopped: power back during confirmation" if self.report.lines and
-                                   "came back" in self.report.lines[-1] else "stopped: outage not confirmed")
-            else:
+            if self.report.failed:
                 self.report.finish("stopped: the confirmation failed; nothing was touched")
+            elif self.power_came_back:
+                self.report.finish("stopped: power back during confirmation")
+            else:
+                self.report.finish("stopped: outage not confirmed")
             return self.report
         self.report.event("outage_confirmed", self.report.lines[-1] if confirm and self.report.lines
                           else f"{self.report.kind}: not waited for")
@@ -916,7 +907,7 @@ class OutageFlow:
         self.log.info("point of no return: VM shutdowns begin; a power return now only queues the restore")
         self.phase("shutting down the VMs", self.shutdown_vms, groups, b)
         self.phase("shutting down the hosts", self.shutdown_hosts, b)
-        state["phase"] = statemod.SITE_DOWN
+        state.phase = statemod.SITE_DOWN
         self.save(state, "the snapshot")
         self.phase("reading the battery at the end", self._battery_at_end)
         if self.report.failed:
@@ -928,20 +919,17 @@ class OutageFlow:
         return self.report
 
     def load_state(self):
-        """Returns the state file's dict; a file that cannot be read is a fault and an empty state
+        """Returns the state file's State; a file that cannot be read is a fault and an empty state
         is used (the hardware comes first; its old snapshot, if any, is not merged)."""
         try:
-            state = self.d.state_file.load()
+            state = State.from_dict(self.d.state_file.load())
         except Exception as err:
             self.fault("reading the state file (going on without it: an earlier snapshot is not merged)", err)
-            return statemod.empty()
-        if not isinstance(state, dict):
-            self.fault("reading the state file", HgsError(f"not a JSON object ({type(state).__name__}): ignored"))
-            return statemod.empty()
-        damaged = state.pop("damaged_records", None)
-        if damaged:
-            self.fault("reading the state file", HgsError("damaged snapshot records left out: " + "; ".join(damaged)))
-        if state.get("phase") != statemod.IDLE and isinstance(state.get("snapshot"), dict):
+            return State()
+        if state.damaged:
+            self.fault("reading the state file",
+                       HgsError("damaged snapshot records left out: " + "; ".join(state.damaged)))
+        if state.phase != statemod.IDLE and state.snapshot is not None:
             self.earlier_state = copy.deepcopy(state)  # what a power return before the main shutdown puts back
         return state
 
@@ -968,7 +956,7 @@ class OutageFlow:
             self.report.notes.append(note)
         self.plan_lines = plan.timeline(groups, [[i.name for _, i in s] for s in self.host_stages()], b, runtime)
         try:
-            stages = [(rule, [vm["name"] for vm in vms]) for rule, vms in self.shedder.pending_rules()]
+            stages = [(rule, [vm.name for vm in vms]) for rule, vms in self.shedder.pending_rules()]
             self.plan_lines = plan.stage_lines(
                 stages, self.timings.main_trigger, self.timings.confirm_outage_s, runtime,
                 None if status is None else status.charge_pct, self.shedder.trigger_s(planned=True)) \
@@ -978,32 +966,9 @@ class OutageFlow:
         return b
 
 
-def merge_snapshots(old, new, damage=None):
-    """Keeps everything the old snapshot knew, adds what the new one found.
-
-    An old snapshot that is not what hgs wrote keeps what can be kept: its records that are
-    dicts; anything else in it is dropped and described in ``damage`` (a list), if given.
-    """
-    damage = [] if damage is None else damage
-    if not isinstance(old, dict):
-        damage.append(f"the snapshot is a JSON {type(old).__name__}")
-        old = {}
-    merged = {}
-    for key in ("pools", "hosts", "vms"):
-        part = old.get(key, {})
-        if not isinstance(part, dict):
-            damage.append(f"its {key!r} is a JSON {type(part).__name__}")
-            part = {}
-        merged[key] = {k: dict(v) for k, v in part.items() if isinstance(v, dict)}
-        damage += [f"{key} record {k!r:.40} is not an object" for k, v in part.items() if not isinstance(v, dict)]
-        for k, v in new.get(key, {}).items():
-            merged[key].setdefault(k, v)
-    for pool_uuid, pool in new.get("pools", {}).items():
-        kept = merged["pools"][pool_uuid]
-        kept["ha_was_enabled"] = kept.get("ha_was_enabled") is True or pool["ha_was_enabled"]
-        srs = kept.get("ha_srs")
-        kept["ha_srs"] = srs if isinstance(srs, list) and srs else pool["ha_srs"]
-    return dict(old, **merged, **{k: new[k] for k in ("taken", "run_id") if k not in old})
+def _as_json(snapshot):
+    """Returns ``snapshot`` (a Snapshot, or None) as JSON, for the log when it cannot be written."""
+    return json.dumps(None if snapshot is None else snapshot.to_dict(), default=str)
 
 
 def names(items, most=12):

@@ -1,6 +1,6 @@
 """Planning an outage: shutdown groups, the battery budget, and the timeline a dry run prints.
 
-Pure functions over plain data, so they are tested with tables.
+Pure functions over plain data (VMs as ``flows.snapshot.VmRecord``), so they are tested with tables.
 """
 
 import dataclasses
@@ -25,31 +25,31 @@ class Budget:
 
 
 def build_groups(vms, policy):
-    """Given VM dicts ({'uuid','name','order'}) and VmPolicy, returns the shutdown groups.
+    """Given VmRecords (their uuid, name and order count) and VmPolicy, returns the shutdown groups.
 
     Order: VMs named in no group first, by xe 'order' (highest first, one group per value);
     then the config's groups as listed; then the 'stop_last' VMs. Empty groups are dropped.
     """
     def named(vm, names):
-        return vm["uuid"] in names or vm["name"] in names
+        return vm.uuid in names or vm.name in names
 
     last = [vm for vm in vms if named(vm, policy.stop_last)]
     rest = [vm for vm in vms if not named(vm, policy.stop_last)]
     explicit = [[vm for vm in rest if named(vm, set(group))] for group in policy.groups]
-    listed = {vm["uuid"] for group in explicit for vm in group}
-    unlisted = [vm for vm in rest if vm["uuid"] not in listed]
+    listed = {vm.uuid for group in explicit for vm in group}
+    unlisted = [vm for vm in rest if vm.uuid not in listed]
     by_order = {}
     for vm in unlisted:
-        by_order.setdefault(vm.get("order", 0), []).append(vm)
+        by_order.setdefault(vm.order, []).append(vm)
     groups = [by_order[o] for o in sorted(by_order, reverse=True)]
     # a VM named in two explicit groups goes with the first one
     seen = set()
     for group in explicit:
-        kept = [vm for vm in group if vm["uuid"] not in seen]
-        seen.update(vm["uuid"] for vm in kept)
+        kept = [vm for vm in group if vm.uuid not in seen]
+        seen.update(vm.uuid for vm in kept)
         groups.append(kept)
     groups.append(last)
-    return [sorted(g, key=lambda vm: vm["name"]) for g in groups if g]
+    return [sorted(g, key=lambda vm: vm.name) for g in groups if g]
 
 
 def budget(timings, groups, host_stages, runtime_s, reserve_s):
@@ -78,7 +78,7 @@ def timeline(groups, host_order, b, runtime_s):
     """Returns the lines of the plan as a timeline (what a dry run prints)."""
     lines, t = [], 0.0
     for index, group in enumerate(groups, 1):
-        names = ", ".join(f"{shown(vm['name'])}{'' if vm.get('tools', True) else ' (no tools: forced at once)'}"
+        names = ", ".join(f"{shown(vm.name)}{'' if vm.tools else ' (no tools: forced at once)'}"
                           for vm in group)
         lines.append(f"  +{t:6.0f} s  group {index}: clean shutdown of {len(group)} VM(s) in parallel: {names}")
         lines.append(f"  +{t + b.grace_s:6.0f} s  group {index}: deadline; VMs still running are forced "

@@ -13,6 +13,7 @@ shut down through the API, so a shed VM stays down, and a power return leaves HA
 
 from hgs.flows import plan
 from hgs.flows.ports import HALTED, RUNNING, SUSPENDED, Kind
+from hgs.flows.snapshot import State, VmRecord
 from hgs.ups import UpsState
 
 MAIN = "main"
@@ -21,8 +22,8 @@ START_TICK_S = 0.5
 
 
 def running_for_main(vms):
-    """Given the snapshot's VM dicts, returns those the main shutdown takes (not shed already)."""
-    return [vm for vm in vms if not vm.get("shed")]
+    """Given the snapshot's VmRecords, returns those the main shutdown takes (not shed already)."""
+    return [vm for vm in vms if not vm.shed]
 
 
 class ShedWait:
@@ -38,14 +39,14 @@ class ShedWait:
     # -- what is due -----------------------------------------------------------------------
 
     def pending_rules(self):
-        """Returns [(ShedRule, [vm dict])] for the running VMs that are to be shed, in config order."""
+        """Returns [(ShedRule, [VmRecord])] for the running VMs that are to be shed, in config order."""
         policy = self.d.settings.vms
         found = {}
         for vm in self.flow.running_now.values():
-            rule = policy.shed_rule(vm)
-            if rule is not None and not vm.get("shed"):
+            rule = policy.shed_rule({"uuid": vm.uuid, "name": vm.name})
+            if rule is not None and not vm.shed:
                 found.setdefault(rule, []).append(vm)
-        return [(rule, sorted(found[rule], key=lambda v: v["name"])) for rule in policy.shed if rule in found]
+        return [(rule, sorted(found[rule], key=lambda v: v.name)) for rule in policy.shed if rule in found]
 
     @staticmethod
     def due(rule, status):
@@ -65,7 +66,7 @@ class ShedWait:
         flow = self.flow
         vms = running_for_main(flow.running_now.values())
         if planned:
-            vms = [vm for vm in vms if self.d.settings.vms.action(vm) != "shed"]
+            vms = [vm for vm in vms if vm.action != "shed"]
         groups = plan.build_groups(vms, self.d.settings.vms)
         worst = plan.budget(flow.timings, len(groups), len(flow.host_stages()), None, 0.0).worst_case_s
         return worst + self.d.settings.ups.runtime_reserve_s
@@ -122,7 +123,7 @@ class ShedWait:
         flow, clock = self.flow, self.d.clock
         if not self.pending_rules() and flow.timings.main_trigger == "window":
             return MAIN
-        outage_since = getattr(flow, "outage_since", None) or clock.wall()
+        outage_since = flow.outage_since or clock.wall()
         began = clock.now()
         if flow.timings.main_trigger == "runtime":
             self.log.info("waiting for the runtime trigger: the main shutdown starts when the runtime left falls "
@@ -132,7 +133,7 @@ class ShedWait:
             back, outage_since = flow.power_back(status, outage_since)
             if back:
                 self.log.info("the power is back after %.0f s, before the main shutdown", clock.now() - began)
-                self.start_again(state)
+                self.start_again()
                 return POWER_BACK
             hurry = self.emergency(status)
             if hurry is not None:  # no time to shed first: what is still to shed joins the main shutdown
@@ -160,17 +161,17 @@ class ShedWait:
         flow = self.flow
         from hgs.flows.outage import names
 
-        self.log.info("shedding %d VM(s) %s: %s", len(vms), rule.describe(), names(v["name"] for v in vms))
-        flow.report.fact(f"shed {len(vms)} VM(s) {rule.describe()}: {names(v['name'] for v in vms)}")
-        snapshot_vms = (state.get("snapshot") or {}).get("vms", {})
+        self.log.info("shedding %d VM(s) %s: %s", len(vms), rule.describe(), names(v.name for v in vms))
+        flow.report.fact(f"shed {len(vms)} VM(s) {rule.describe()}: {names(v.name for v in vms)}")
+        kept = state.snapshot.vms if state.snapshot is not None else {}
         for vm in vms:
-            vm["shed"] = True
-            if isinstance(snapshot_vms.get(vm["uuid"]), dict):
-                snapshot_vms[vm["uuid"]]["shed"] = True
+            vm.shed = True
+            if vm.uuid in kept:  # an earlier outage's record of it, if it is the one kept
+                kept[vm.uuid].shed = True
         flow.save(state, "the snapshot")
         self.shed += vms
         b = plan.budget(flow.timings, 1, 0, None, 0.0)
-        flow.phase(f"shedding {names(v['name'] for v in vms)}", flow._group, vms, b)
+        flow.phase(f"shedding {names(v.name for v in vms)}", flow._group, vms, b)
 
     def refresh(self, state):
         """After a long wait: VMs started since the snapshot are added to it (the main shutdown
@@ -184,62 +185,56 @@ class ShedWait:
                 continue
             now_running = {vm.uuid for vm in running}
             for vm_uuid, vm in list(flow.running_now.items()):
-                if vm["pool"] == pool_uuid and not vm.get("shed") and vm_uuid not in now_running:
-                    self.log.info("%s stopped during the wait: left out of the main shutdown", vm["name"])
+                if vm.pool == pool_uuid and not vm.shed and vm_uuid not in now_running:
+                    self.log.info("%s stopped during the wait: left out of the main shutdown", vm.name)
                     del flow.running_now[vm_uuid]
             for vm in running:
                 if vm.uuid in flow.running_now or vm.uuid in policy.leave_alone or vm.name in policy.leave_alone:
                     continue
-                record = {"uuid": vm.uuid, "name": vm.name, "pool": pool_uuid, "host": vm.resident_on,
-                          "order": vm.order, "start_delay": vm.start_delay, "tools": vm.tools}
-                record["action"] = policy.action(record)
+                record = VmRecord.running(vm, pool_uuid, policy.action({"uuid": vm.uuid, "name": vm.name}))
                 self.log.info("%s started during the wait: added to the snapshot", vm.name)
                 flow.running_now[vm.uuid] = record
-                state["snapshot"]["vms"].setdefault(vm.uuid, record)
+                if state.snapshot is not None:
+                    state.snapshot.vms.setdefault(vm.uuid, record)
         flow.save(state, "the snapshot")
 
     # -- the power is back --------------------------------------------------------------------
 
-    def start_again(self, state):
+    def start_again(self):
         """Starts the VMs hgs shed (only those, and only the ones still down), then clears the
         state: nothing else was touched."""
-        from hgs.box import state as statemod
-
         flow, clock = self.flow, self.d.clock
         flow.report.event("power_back", f"power back before the main shutdown: {len(self.shed)} shed VM(s) "
                           "to start again")
         by_pool = {}
         for vm in self.shed:
-            by_pool.setdefault(vm["pool"], []).append(vm)
+            by_pool.setdefault(vm.pool, []).append(vm)
         for pool_uuid, vms in by_pool.items():
             hv = self.d.hypervisors[flow.pools[pool_uuid].executor]
             states = flow._read("reading the shed VMs' power states", pool_uuid, lambda h: h.power_states()) or {}
             starts, resumes, start = [], [], clock.now()
             for vm in vms:
-                power = states.get(vm["uuid"], HALTED if not states else None)
+                power = states.get(vm.uuid, HALTED if not states else None)
                 if power == HALTED:
-                    starts.append(vm["uuid"])
+                    starts.append(vm.uuid)
                 elif power == SUSPENDED:
-                    resumes.append(vm["uuid"])
+                    resumes.append(vm.uuid)
                 elif power == RUNNING:
-                    flow.report.vm(vm["name"], "already running", 0.0, "shed, running again before hgs started it")
+                    flow.report.vm(vm.name, "already running", 0.0, "shed, running again before hgs started it")
                 else:
-                    flow.report.vm(vm["name"], "no longer exists", None, "shed, not started")
+                    flow.report.vm(vm.name, "no longer exists", None, "shed, not started")
             if starts or resumes:
                 self._start(hv, vms, starts + resumes, resumes, start)
-        state.clear()
         earlier = flow.earlier_state
         if earlier is not None:
             # an earlier outage's snapshot still waits for its restore: it is kept as it was
-            state.update(earlier)
-            flow.save(state, "the earlier outage's snapshot, kept for its restore")
+            flow.save(earlier, "the earlier outage's snapshot, kept for its restore")
         else:
-            state.update(statemod.empty())
-            flow.save(state, "the cleared state")
+            flow.save(State(), "the cleared state")
 
     def _start(self, hv, vms, uuids, resumes, start):
         flow, clock = self.flow, self.d.clock
-        named = {vm["uuid"]: vm["name"] for vm in vms}
+        named = {vm.uuid: vm.name for vm in vms}
         try:
             batch = hv.start_vms(uuids, resume=resumes)
         except Exception as err:
