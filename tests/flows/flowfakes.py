@@ -466,6 +466,14 @@ class FakeBatch:
             del self.pending[o.uuid]
         return out
 
+    def wait(self, timeout_s):
+        """Advances the clock to the next outcome, or by ``timeout_s`` when none comes sooner."""
+        now = self.site.clock.now()
+        due = [] if self._lost or self.garbage else [t for t, _ in self.pending.values() if t is not None]
+        if any(t <= now for t in due):
+            return
+        self.site.clock.sleep(min([timeout_s] + [t - now for t in due]))
+
     @property
     def lost(self):
         return self._lost and bool(self.pending)
