@@ -62,9 +62,19 @@ def leading_number(text):
     return float(match.group(1)), match.group(2).lower()
 
 
+# apcupsd's STATFLAG bits (apcupsd's statflag.h) as the STATUS words they stand for
+STATFLAG_WORDS = ((0x100, "COMMLOST"), (0x10, "ONBATT"), (0x40, "LOWBATT"), (0x08, "ONLINE"))
+
+
 def apcupsd_state(status_text, statflag_text=None):
     """Given apcupsd's STATUS (and STATFLAG) values, returns the UpsState; whole tokens only."""
     tokens = (status_text or "").split()
+    if not tokens and statflag_text:  # no STATUS: the STATFLAG bits say the same words
+        try:
+            flags = int(statflag_text.split()[0], 16)
+        except (ValueError, IndexError):
+            return UpsState.UNKNOWN
+        tokens = ["SHUTTING", "DOWN"] if flags & 0x200 else [word for bit, word in STATFLAG_WORDS if flags & bit]
     if tokens[:2] == ["SHUTTING", "DOWN"]:
         return UpsState.FORCED_SHUTDOWN
     if "COMMLOST" in tokens:
@@ -73,19 +83,6 @@ def apcupsd_state(status_text, statflag_text=None):
         return UpsState.LOW_BATTERY if "LOWBATT" in tokens else UpsState.ON_BATTERY
     if "ONLINE" in tokens:
         return UpsState.ON_LINE
-    if not tokens and statflag_text:
-        try:
-            flags = int(statflag_text.split()[0], 16)
-        except (ValueError, IndexError):
-            return UpsState.UNKNOWN
-        if flags & 0x200:
-            return UpsState.FORCED_SHUTDOWN
-        if flags & 0x100:
-            return UpsState.COMM_LOST
-        if flags & 0x10:
-            return UpsState.LOW_BATTERY if flags & 0x40 else UpsState.ON_BATTERY
-        if flags & 0x08:
-            return UpsState.ON_LINE
     return UpsState.UNKNOWN
 
 
