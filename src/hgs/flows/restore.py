@@ -13,11 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from hgs.box import state as statemod
 from hgs.errors import HgsError, RemoteFault, RemoteInterrupted, UpsError, WakeError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.flows.ports import RUNNING, SUSPENDED, Kind, host_stages
-from hgs.flows.snapshot import State
+from hgs.flows.snapshot import IDLE, RESTORING, SITE_DOWN, State
 
 RETRY_S = 1.0
 POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
@@ -509,7 +508,7 @@ class RestoreFlow:
     def run(self, confirm=True):
         self.state = State.from_dict(self.d.state_file.load())
         snapshot = self.state.snapshot
-        if self.state.phase == statemod.IDLE or snapshot is None:
+        if self.state.phase == IDLE or snapshot is None:
             self.log.info("nothing was shut down by hgs: nothing to restore")
             self.report.finish("nothing to do")
             return self.report
@@ -523,7 +522,7 @@ class RestoreFlow:
         if confirm and not self.confirm_power():
             self.report.finish("stopped: power failed again")
             return self.report
-        self.state.phase = statemod.RESTORING
+        self.state.phase = RESTORING
         self._save()
         try:
             self._power_ok()
@@ -536,7 +535,7 @@ class RestoreFlow:
         except PowerLost as why:
             self.log.warning("restore stopped: %s; the snapshot is kept for the outage flow", why)
             self.report.fact(f"restore stopped: {why}")
-            self.state.phase = statemod.SITE_DOWN
+            self.state.phase = SITE_DOWN
             self._save()
             self.report.finish("stopped: power failed again", failed=False)
             return self.report
@@ -545,7 +544,7 @@ class RestoreFlow:
             self.report.notes.append("not running: " + ", ".join(missing))
             self.report.failed = True
         if self.report.failed:
-            self.state.phase = statemod.SITE_DOWN
+            self.state.phase = SITE_DOWN
             self._save()
             self.log.error("restore incomplete: the state is kept; the next event, self-test or boot tries again")
             self.report.finish("incomplete (state kept for the next attempt)")
