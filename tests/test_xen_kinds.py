@@ -88,3 +88,12 @@ def test_the_rehearsal_twin_logs_the_exact_xe_commands_and_runs_none(caplog):
     assert f"dry run: would run on xen1: xe vm-resume uuid={VM}" in caplog.text
     assert f"dry run: would run on xen1: xe host-shutdown uuid={HOST}" in caplog.text
     assert twin.overlay == {VM: "running"}
+
+
+def test_the_xe_backend_and_its_twin_satisfy_the_port():
+    from hgs.flows import ports
+    from hgs.hypervisors.rehearsal import DryRunHypervisor
+
+    real = hypervisor(0, "")
+    assert isinstance(real, ports.Hypervisor)
+    assert isinstance(DryRunHypervisor(real, logging.getLogger("t")), ports.Hypervisor)

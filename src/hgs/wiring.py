@@ -4,9 +4,15 @@ A real run gets the SSH-backed hypervisors, the prober, the real clock, the stat
 sendmail. A dry run gets the same readers, and, for everything that would change the world,
 twins that log 'dry run: would ...' (hypervisor changes, state writes, mails, WOL packets),
 with waits treated as done.
+
+``for_run`` returns what a flow command is wired to around the flow: ``LiveRun`` (the site
+lock, the log file, notices, progress for `hgs status`, the run history and metrics) or its
+twin ``Rehearsal`` (a lock of its own that never waits, the log on stderr only, notices and
+mails only said, nothing recorded). The commands never ask which one they have.
 """
 
 from hgs.net import mail as mailmod
+from hgs.net import notify
 from hgs.net.addresses import AddressBook
 from hgs.box.clock import Clock, InstantClock
 from hgs.flows.outage import Deps
@@ -90,3 +96,134 @@ def build(settings, log, dry_run=False, escalated=lambda: False):
     deps = Deps(settings, reader_for(settings.ups), hypervisors, Prober(addresses=book), Clock(), state_file, log,
                 escalated, Waker(log), last_event, side_by_side)
     return deps, Mailer(settings.mail, log), connections
+
+
+class LiveRun:
+    """A real run of a flow command, wired to this box and the site."""
+
+    rehearsal = False
+    note = ""  # added to the run's first log line
+    detaches = True  # a hook's call hands the flow to a process of its own
+    min_verbose = 0
+    log_to_file = True  # the log file and syslog
+    notifier_class = notify.Notifier
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def lock(self):
+        """Returns the site lock (hgs.box.lock.SiteLock), not taken yet."""
+        from hgs.box.lock import SiteLock
+
+        return SiteLock(self.settings.paths.lock_dir)
+
+    def record_event(self, event):
+        """Notes a hook's event for the flows (see hgs.box.events); never fails."""
+        from hgs.box import events
+
+        events.record(self.settings.paths.lock_dir, event)
+
+    def build(self, log, escalated, settings=None):
+        """Returns (Deps, Mailer, connections) for the flow (``settings``: the run's own, e.g. forced timings)."""
+        return build(settings or self.settings, log, escalated=escalated)
+
+    def outage_confirmation(self, deps, log):
+        """Returns whether the outage flow confirms the outage itself (a real run: yes)."""
+        return True
+
+    def watch(self, report):
+        """Connects the report to the progress file `hgs status` reads (each VM and host as it is done)."""
+        from hgs.box import progress
+
+        state_dir = self.settings.paths.state_dir
+        report.on_change = progress.Writer(state_dir)
+        progress.write(state_dir, report)
+
+    def record(self, report, command, log):
+        """Records the finished run in the history and the metrics textfile; a failure is logged only."""
+        import time
+
+        from hgs.box import history, metrics
+
+        history.record(self.settings.paths.state_dir, report, command, time.time())
+        textfile = self.settings.metrics.textfile
+        if textfile:
+            try:
+                metrics.write_textfile(textfile, self.settings.paths.state_dir)
+            except OSError as err:
+                log.error("metrics: cannot write %s: %s", textfile, err.strerror or err)
+            except Exception as err:  # a damaged history must never cost the run's mail
+                log.error("metrics: cannot write %s: %s: %s", textfile, type(err).__name__, err)
+
+    def show_plan(self, out, title, lines):
+        """A real run's timeline is in its log only."""
+
+
+class RehearsalLock:
+    """A rehearsal's site lock: never waits for a real flow nor stops one, never asked to hurry
+    through a file (a signal to the rehearsal itself still is, see hgs.commands.flowrun)."""
+
+    def acquire(self, wait_s=0.0, kind=None):
+        return True
+
+    def holder(self):
+        return None, None
+
+    def release(self):
+        pass
+
+    def escalate(self):
+        pass
+
+    def escalated(self):
+        return False
+
+    def clear_escalation(self):
+        pass
+
+
+class Rehearsal(LiveRun):
+    """A dry run: the same reads, the twins of every change, nothing recorded; read on stderr."""
+
+    rehearsal = True
+    note = " (dry run)"
+    detaches = False  # a rehearsal is read as it runs
+    min_verbose = 1  # every 'would' line shown
+    log_to_file = False
+    notifier_class = notify.DryRunNotifier
+
+    def lock(self):
+        return RehearsalLock()
+
+    def record_event(self, event):
+        pass
+
+    def build(self, log, escalated, settings=None):
+        return build(settings or self.settings, log, dry_run=True, escalated=escalated)
+
+    def outage_confirmation(self, deps, log):
+        """Reads the UPS once and treats the confirmation as passed (the power is most likely on)."""
+        try:
+            status = deps.read_ups()
+            log.info("dry run: the UPS reports %s now; the %.0f s confirmation is treated as passed",
+                     status.state.value, self.settings.timings.confirm_outage_s)
+        except Exception as err:  # a rehearsal goes on without the UPS, and says so
+            log.warning("dry run: the UPS cannot be read (%s); the confirmation is treated as passed", err)
+        return False
+
+    def watch(self, report):
+        pass
+
+    def record(self, report, command, log):
+        pass
+
+    def show_plan(self, out, title, lines):
+        if title and lines:
+            out(f"Dry run: {title}")
+            for line in lines:
+                out(line)
+
+
+def for_run(settings, rehearsal=False):
+    """Returns the LiveRun, or the Rehearsal for a dry run: the one place a command's --dry-run is read."""
+    return (Rehearsal if rehearsal else LiveRun)(settings)

@@ -49,22 +49,6 @@ def flow_argv(config_path, command, run_id):
             "--run-id", run_id]
 
 
-def hurry_on_sigterm(lock, log, what):
-    """Makes SIGTERM (a stopped unit, this box shutting down) ask the running flow to hurry, as
-    `hgs doshutdown` does: an outage flow forces what is left and sends the hosts down at once,
-    a restore stops at once with its snapshot kept. The unit's TimeoutStopSec leaves it the time."""
-    import signal
-
-    def hurry(signum, frame):
-        log.warning("SIGTERM: %s", what)
-        try:
-            lock.escalate()
-        except Exception as err:  # the flag cannot be written: the flow ends at its next step anyway
-            log.error("cannot ask the flow to hurry: %s", err)
-
-    signal.signal(signal.SIGTERM, hurry)
-
-
 def unit_argv(command, run_id, argv, systemd_run):
     """Returns the systemd-run command line starting ``argv`` as a transient unit of its own,
     hgs-COMMAND-RUNID.service, out of the UPS daemon's cgroup (a restart of apcupsd.service or
@@ -102,8 +86,8 @@ def detach(ctx, command, systemd_dir=SYSTEMD_DIR, systemd_run=None):
 def hand_off(ctx, command, flow_name):
     """As a hook: records the event, starts the flow detached and returns True then; says so
     only to a person (-v, or a terminal): a hook's or cron's output is mailed. Returns False for
-    --foreground and --dry-run, which run the flow in this process."""
-    if ctx.args.foreground or ctx.args.dry_run:
+    --foreground, which runs the flow in this process (as a rehearsal always does)."""
+    if ctx.args.foreground:
         return False
     record_event(ctx.settings, command)  # first: a running flow hears of it at its next look
     how, run_id = detach(ctx, command)
@@ -115,31 +99,25 @@ def hand_off(ctx, command, flow_name):
     return True
 
 
-def start_flow_log(ctx):
-    """Starts the run's log; a dry run shows every 'would' line and writes no log file."""
-    if ctx.args.dry_run:
-        ctx.verbose = max(ctx.verbose, 1)  # a rehearsal is read
-    return ctx.start_log(to_file=not ctx.args.dry_run)
-
-
 RECENT_POWER_LOST_S = 24 * 3600.0
 
 
-def notifier(ctx, run_log):
-    """Returns this process's Notifier, made once (a dry run's only says what it would send);
-    Context.execute waits for its notices, each within its deadline, before the process ends."""
+def notifier(ctx, run_log, kind=None):
+    """Returns this process's Notifier, made once as ``kind`` (the run's wiring says which: a
+    rehearsal's only says what it would send); Context.execute waits for its notices, each
+    within its deadline, before the process ends."""
     from hgs.net import mail as mailmod
     from hgs.net import notify
 
     if getattr(ctx, "notifier", None) is None:
         settings = ctx.settings
-        kind = notify.DryRunNotifier if getattr(ctx.args, "dry_run", False) else notify.Notifier
+        kind = kind or notify.Notifier
         ctx.notifier = kind(settings.notify, run_log.logger, run_log.run_id, os.path.abspath(ctx.config_path),
                             mail=lambda subject, body: mailmod.send(settings.mail, subject, body))
     return ctx.notifier
 
 
-def hook_notice(ctx, run_log, event):
+def hook_notice(ctx, run_log, event, kind=None):
     """Sends the notice of a hook's event at once: power_lost always, power_back when an outage
     was heard of or the site is down by hgs (not at every boot of this box)."""
     from hgs.box import events
@@ -147,9 +125,10 @@ def hook_notice(ctx, run_log, event):
     from hgs.box.state import IDLE, StateFile
 
     settings = ctx.settings
+    notices = notifier(ctx, run_log, kind)
     if event == "power_lost":
-        notifier(ctx, run_log).emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
-                                    f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
+        notices.emit("power_lost", "power lost: the UPS runs on battery; hgs confirms the outage for "
+                     f"{settings.timings.confirm_outage_s:g} s before shutting anything down")
         return
     try:
         phase = StateFile(settings.paths.state_dir).load().get("phase")
@@ -159,55 +138,32 @@ def hook_notice(ctx, run_log, event):
 
     heard = events.last(settings.paths.lock_dir, "onbattery", time.time() - RECENT_POWER_LOST_S) is not None
     if phase not in (IDLE, None):
-        notifier(ctx, run_log).emit("power_back", "power back: once it is stable for "
-                                    f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the "
-                                    "VMs it shut down")
+        notices.emit("power_back", "power back: once it is stable for "
+                     f"{settings.timings.restore_confirm_s:g} s, hgs wakes the hosts and starts the VMs it shut down")
     elif heard:
-        notifier(ctx, run_log).emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
+        notices.emit("power_back", "power back: the UPS is on line again; nothing was shut down by hgs")
 
 
-def watch(ctx, report, run_log):
+def watch(ctx, report, run_log, rig):
     """Connects a flow's report to the notices (outage_confirmed, ...) and, for a real run, to the
     progress file `hgs status` reads (each VM and host as it is done)."""
-    from hgs.box import progress
-
-    report.on_event = notifier(ctx, run_log).emit
-    if not getattr(ctx.args, "dry_run", False):
-        state_dir = ctx.settings.paths.state_dir
-        report.on_change = progress.Writer(state_dir)
-        progress.write(state_dir, report)
+    report.on_event = notifier(ctx, run_log, rig.notifier_class).emit
+    rig.watch(report)
 
 
-def write_metrics(settings, log):
-    """Writes METRICS['textfile'] for node_exporter, when set; a failure is logged only."""
-    from hgs.box import metrics
-
-    if settings.metrics.textfile:
-        try:
-            metrics.write_textfile(settings.metrics.textfile, settings.paths.state_dir)
-        except OSError as err:
-            log.error("metrics: cannot write %s: %s", settings.metrics.textfile, err.strerror or err)
-        except Exception as err:  # a damaged history must never cost the run's mail
-            log.error("metrics: cannot write %s: %s: %s", settings.metrics.textfile, type(err).__name__, err)
-
-
-def mail_report(ctx, report, mailer, run_log):
-    """Records the run in the history, then mails the summary and the full log when MAIL['when']
-    asks; a mail failure is logged only. A dry run leaves no history."""
-    import time
-
-    from hgs.box import history
+def mail_report(ctx, report, mailer, run_log, rig=None):
+    """Records the run in the history (a real run: see hgs.wiring), then mails the summary and
+    the full log when MAIL['when'] asks; a mail failure is logged only."""
+    from hgs import wiring
     from hgs.net import mail
-
     from hgs.net import notify
 
+    rig = rig or wiring.for_run(ctx.settings, rehearsal=report.rehearsal)
     outcome = notify.outcome(report)
     if outcome is not None:
-        notifier(ctx, run_log).emit(*outcome)
-    if "dry run" not in report.kind:
-        history.record(ctx.settings.paths.state_dir, report, ctx.args.command, time.time())
-        write_metrics(ctx.settings, run_log.logger)
-    run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.kind, report.result,
+        notifier(ctx, run_log, rig.notifier_class).emit(*outcome)
+    rig.record(report, ctx.args.command, run_log.logger)
+    run_log.logger.log(40 if report.failed else 20, "%s flow finished: %s%s", report.label, report.result,
                        " (FAILED)" if report.failed else "")
     settings = ctx.settings.mail
     if not mail.should_send(settings, report.failed):

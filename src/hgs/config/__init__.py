@@ -17,16 +17,17 @@ from hgs.config import fields as checks
 from hgs.box import permissions
 from hgs.config.fields import Invalid
 from hgs.errors import ConfigError
+from hgs.ups import READERS
 
 DEFAULT_CONFIG_PATH = "/etc/hgs/config.py"
 REQUIRED = object()
-NIS_PORT = 3551
-UPSD_PORT = 3493
+NIS_PORT = READERS["apcupsd"].default_port
+UPSD_PORT = READERS["nut"].default_port
 
 
 @dataclass(frozen=True)
 class UpsSettings:
-    daemon: str  # "apcupsd" or "nut"
+    daemon: str  # a key of hgs.ups.READERS: "apcupsd" or "nut"
     host: str
     port: int
     ups_name: str | None  # NUT only
@@ -193,7 +194,7 @@ class Field:
 _seconds = checks.number(0.0)
 
 UPS_FIELDS = {
-    "daemon": Field(checks.choice("apcupsd", "nut")),
+    "daemon": Field(lambda value: checks.choice(*READERS)(value)),  # the registry as it is when checked
     "address": Field(checks.text),
     "user": Field(checks.optional(checks.text), None),
     "password": Field(checks.optional(checks.text), None, secret=True),
@@ -541,31 +542,33 @@ def _vm_policy(values, problems):
 
 def _ups(raw, problems, base):
     values = _section(raw, "UPS", UPS_FIELDS, problems, base)
-    daemon, address = values["daemon"], values["address"]
-    if daemon is None or address is None:
+    name, address = values["daemon"], values["address"]
+    if name is None or address is None:
         return None
+    daemon = READERS[name]
     ups_name = None
     try:
-        if daemon == "nut":
+        if daemon.named:
             if "@" not in address:
-                raise Invalid(f"expected 'upsname@host' or 'upsname@host:port' for NUT, got {address!r}")
+                raise Invalid(f"expected {daemon.address_form()} for {daemon.label}, got {address!r}")
             ups_name, _, rest = address.partition("@")
             if not ups_name or any(c.isspace() or c == '"' for c in ups_name):
                 raise Invalid(f"expected a UPS name without spaces before '@', got {address!r}")
-            host, port = checks.host_port(rest, UPSD_PORT)
+            host, port = checks.host_port(rest, daemon.default_port)
         else:
             if "@" in address:
-                raise Invalid(f"expected 'host' or 'host:port' for apcupsd (no 'ups@'), got {address!r}")
-            host, port = checks.host_port(address, NIS_PORT)
+                raise Invalid(f"expected {daemon.address_form()} for {daemon.label} (no 'ups@'), got {address!r}")
+            host, port = checks.host_port(address, daemon.default_port)
     except Invalid as err:
         problems.at("UPS.address", str(err))
         return None
-    if daemon == "apcupsd" and (values["user"] or values["password"]):
-        problems.at("UPS.user", "a user and password are only used with daemon 'nut'; remove them for apcupsd")
+    if not daemon.login and (values["user"] or values["password"]):
+        with_login = " or ".join(repr(n) for n, d in READERS.items() if d.login)
+        problems.at("UPS.user", f"a user and password are only used with daemon {with_login}; remove them for {name}")
     if (values["user"] is None) != (values["password"] is None):
         problems.at("UPS.password", "give both 'user' and 'password', or neither")
     return UpsSettings(
-        daemon=daemon, host=host, port=port, ups_name=ups_name,
+        daemon=name, host=host, port=port, ups_name=ups_name,
         **{k: v for k, v in values.items() if k not in ("daemon", "address")},
     )
 

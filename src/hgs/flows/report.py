@@ -1,5 +1,8 @@
 """What a run did, for the mail's summary, the run history, the notices and `hgs status`.
 
+A rehearsal's report (``Report(kind, run_id, rehearsal=True)``) says "dry run" in its title,
+summary and mail; code asks ``report.rehearsal``, never the text.
+
 Whoever runs a flow may set ``on_event`` (callable(event, summary): a notice such as
 outage_confirmed) and ``on_change`` (callable(report): after each VM, host or result), so the
 flows stay free of notice and progress plumbing; a failing listener never stops a flow.
@@ -9,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from hgs.box.text import shown
+
+NOTHING_TO_DO = "nothing to do"  # the result of a flow that found nothing to do
 
 
 @dataclass
@@ -26,8 +31,9 @@ class Item:
 
 @dataclass
 class Report:
-    kind: str  # "outage" or "restore"
+    kind: str  # "outage", "restore" or "forced shutdown"
     run_id: str
+    rehearsal: bool = False  # a dry run: nothing was changed
     started: float = field(default_factory=time.time)
     result: str = "running"
     failed: bool = False
@@ -39,6 +45,16 @@ class Report:
     recovered: int = 0  # how many of them a retry or a fallback overcame
     on_event: object = field(default=None, repr=False, compare=False)
     on_change: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self):
+        """What the mail, the summary and the notices call this run: its kind, and "(dry run)"."""
+        return f"{self.kind} (dry run)" if self.rehearsal else self.kind
+
+    @property
+    def idle(self):
+        """True when the flow found nothing to do (e.g. a restore with nothing shut down)."""
+        return self.result == NOTHING_TO_DO
 
     def event(self, name, summary):
         """Tells the listener that ``name`` happened (a notice); never raises."""
@@ -92,11 +108,11 @@ class Report:
 
     def subject(self):
         status = "FAILED" if self.failed else "ok"
-        return f"{self.kind} {self.result} ({status}, run {self.run_id})"
+        return f"{self.label} {self.result} ({status}, run {self.run_id})"
 
     def summary(self):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
-        out = [f"hgs {self.kind}: {self.result}{' -- FAILED' if self.failed else ''}", f"started {stamp}, run {self.run_id}"]
+        out = [f"hgs {self.label}: {self.result}{' -- FAILED' if self.failed else ''}", f"started {stamp}, run {self.run_id}"]
         out += [shown(line) for line in self.lines]
         if self.vms:
             out.append("VMs:")

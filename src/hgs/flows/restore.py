@@ -72,7 +72,7 @@ class RestoreFlow:
 
     def _look(self):
         if self.d.escalated():
-            return "hgs doshutdown: this box is halting"
+            return why if isinstance(why := self.d.escalated(), str) else "hgs doshutdown: this box is halting"
         if self.d.last_event("doshutdown", self.began) is not None:
             return "hgs doshutdown: this box is halting"
         if self.d.last_event("onbattery", self.began) is not None:

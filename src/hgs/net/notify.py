@@ -168,7 +168,7 @@ def outcome(report):
         faults = [n[len("FAULT: "):] for n in report.notes if n.startswith("FAULT: ")]
         others = [n for n in report.notes if not n.startswith(("FAULT: ", "fault (recovered): "))]
         detail = "; ".join(bad[:5] + (faults + others)[:2]) or "see the log"
-        return "failure", f"{report.kind} FAILED: {report.result}: {detail} (run {report.run_id})"
+        return "failure", f"{report.label} FAILED: {report.result}: {detail} (run {report.run_id})"
     if report.result.startswith("site down"):
         forced = sum(1 for i in vms if i.outcome in ("forced", "reset", "shed (forced)", "shed (reset)"))
         return "site_down", (f"site down: {len(vms)} VM(s) shut down ({forced} forced), {len(hosts)} host(s) "
