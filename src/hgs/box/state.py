@@ -17,18 +17,12 @@ import time
 
 from hgs.box.files import write_atomic
 from hgs.errors import NewerStateError, StateError
-from hgs.flows.snapshot import (IDLE, PHASES, RESTORING, SCHEMA_VERSION, SHUTTING_DOWN, SITE_DOWN, State,
-                                empty as empty_state)
+from hgs.flows.snapshot import IDLE, PHASES, RESTORING, SCHEMA_VERSION, SHUTTING_DOWN, SITE_DOWN, State
 
 VERSION = 1  # what files of schema 1 said instead of "schema" (tests write such files)
 
 __all__ = ["IDLE", "PHASES", "RESTORING", "SCHEMA_VERSION", "SHUTTING_DOWN", "SITE_DOWN", "VERSION", "StateError",
-           "NewerStateError", "StateFile", "empty"]
-
-
-def empty():
-    """Returns the dict of a state hgs has not touched (what the flows work on)."""
-    return empty_state().to_dict()
+           "NewerStateError", "StateFile"]
 
 
 class StateFile:
@@ -47,7 +41,7 @@ class StateFile:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except FileNotFoundError:
-            return empty_state()
+            return State()
         except ValueError as err:  # not JSON (or not UTF-8)
             self.keep_aside = "broken"
             raise StateError(f"cannot read the state file {self.path}: {err}; "

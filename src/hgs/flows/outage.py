@@ -20,10 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from hgs.box import state as statemod
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
-from hgs.flows.snapshot import HostRecord, PoolRecord, Snapshot, State, VmRecord
+from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
                              host_stages, match_config)
 from hgs.ups import UpsState
@@ -371,7 +370,7 @@ class OutageFlow:
         self.running_now = vms  # what this run found running: the VMs to shut down
         snapshot = Snapshot(time.strftime("%Y-%m-%dT%H:%M:%S%z"), self.report.run_id, pools, hosts, vms)
         previous = state.snapshot
-        if previous is not None and state.phase != statemod.IDLE:
+        if previous is not None and state.phase != IDLE:
             try:
                 snapshot = previous.merged(snapshot)
                 self.log.info("an earlier outage left a snapshot (%d VMs): kept, with what runs now added",
@@ -381,7 +380,7 @@ class OutageFlow:
                 self.log.error("the earlier snapshot, as JSON: %s", _as_json(previous))
         # everything of the snapshot is down again after this: a restore starts it all
         state.restore_pending = None
-        state.phase, state.snapshot = statemod.SHUTTING_DOWN, snapshot
+        state.phase, state.snapshot = SHUTTING_DOWN, snapshot
         self.save(state, "the snapshot")
         self.snapshot = snapshot
         self.log.info("snapshot: %d running VM(s) to shut down: %s", len(vms),
@@ -929,7 +928,7 @@ class OutageFlow:
         self.log.info("point of no return: VM shutdowns begin; a power return now only queues the restore")
         self.phase("shutting down the VMs", self.shutdown_vms, groups, b)
         self.phase("shutting down the hosts", self.shutdown_hosts, b)
-        state.phase = statemod.SITE_DOWN
+        state.phase = SITE_DOWN
         self.save(state, "the snapshot")
         self.phase("reading the battery at the end", self._battery_at_end)
         if self.report.failed:
@@ -951,7 +950,7 @@ class OutageFlow:
         if state.damaged:
             self.fault("reading the state file",
                        HgsError("damaged snapshot records left out: " + "; ".join(state.damaged)))
-        if state.phase != statemod.IDLE and state.snapshot is not None:
+        if state.phase != IDLE and state.snapshot is not None:
             self.earlier_state = copy.deepcopy(state)  # what a power return before the main shutdown puts back
         return state
 

@@ -11,12 +11,12 @@ so a hung xe call is cut too.
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from hgs.box import state as statemod
 from hgs.errors import HgsError, RemoteFault, RemoteInterrupted, UpsError, WakeError
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.flows.ports import RUNNING, SUSPENDED, Kind, host_stages
-from hgs.flows.snapshot import State
+from hgs.flows.snapshot import IDLE, RESTORING, SITE_DOWN, State
 
 RETRY_S = 1.0
 POWER_CHECK_S = 1.0  # the UPS is read at most this often while the restore waits
@@ -24,6 +24,21 @@ SLICE_S = 0.5  # a long sleep is cut into slices; the power is checked between t
 WAKE_POLL_S = 0.25  # while hosts boot: probe (and look at xapi) this often
 SLOW_PROBE_S = 0.05  # a probe round slower than this (real time) runs its probes side by side from then on
 START_DELAY_CAP_S = 600  # a VM's start-delay (read from xe) is never waited longer than this
+
+
+@dataclass
+class HostWake:
+    """One host's way up."""
+
+    config: object  # HostSettings: how to wake and probe it
+    master: str | None  # its pool master's uuid; None for a master
+    state: str = "queued"  # queued -> booting -> up -> ready, or failed
+    woken_at: float | None = None
+    last_wol: float | None = None
+    wols: int = 0  # Wake-on-LAN packets sent
+    xapi_deadline: float | None = None
+    next_try: float = 0.0  # when xapi is asked again
+    told: bool = False  # 'xapi is still booting' was said
 
 
 class PowerLost(Exception):
@@ -187,86 +202,85 @@ class RestoreFlow:
                 continue
             pool = snapshot.pools.get(host.pool)
             master = None if host.master or pool is None else pool.master
-            hosts[host_uuid] = {"config": config, "master": master, "state": "queued", "woken_at": None,
-                                "last_wol": None, "wols": 0, "xapi_deadline": None, "next_try": 0.0, "told": False}
-        if any(h["master"] in hosts for h in hosts.values()):
+            hosts[host_uuid] = HostWake(config, master)
+        if any(h.master in hosts for h in hosts.values()):
             self.log.info("members are woken %s", {"together": "with the masters",
                                                   "after_master_ping": "once their master answers ping",
                                                   "after_master_xapi": "once their master's xapi answers"}[mode])
         probes = ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts))))
         try:
-            while any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+            while any(h.state in ("queued", "booting", "up") for h in hosts.values()):
                 self._power_ok()
                 self._wake_due(hosts, mode)
                 self._probe(hosts, probes, start)
                 self._wake_due(hosts, mode)  # members whose master just answered: at once
                 now = clock.now()
                 for h in hosts.values():
-                    if h["state"] == "booting" and now - h["woken_at"] >= self.timings.host_boot_timeout_s:
-                        h["state"] = "failed"
+                    if h.state == "booting" and now - h.woken_at >= self.timings.host_boot_timeout_s:
+                        h.state = "failed"
                         self.log.error("%s: did not come up within %.0f s (%d Wake-on-LAN packets sent)",
-                                       h["config"].name, self.timings.host_boot_timeout_s, h["wols"])
-                        self.report.host(h["config"].name, "DID NOT BOOT", now - start,
-                                         f"{h['wols']} Wake-on-LAN packets", failed=True)
+                                       h.config.name, self.timings.host_boot_timeout_s, h.wols)
+                        self.report.host(h.config.name, "DID NOT BOOT", now - start,
+                                         f"{h.wols} Wake-on-LAN packets", failed=True)
                 for host_uuid, h in hosts.items():
-                    if h["state"] == "up":
+                    if h.state == "up":
                         self._try_xapi(host_uuid, h, hosts, start)
-                if any(h["state"] in ("queued", "booting", "up") for h in hosts.values()):
+                if any(h.state in ("queued", "booting", "up") for h in hosts.values()):
                     self._sleep(WAKE_POLL_S)
         finally:
             probes.shutdown(wait=False, cancel_futures=True)  # a probe still running ends by its own deadline
-        return {u: h["config"] for u, h in hosts.items() if h["state"] == "ready"}
+        return {u: h.config for u, h in hosts.items() if h.state == "ready"}
 
     def _master_state(self, h, hosts):
-        master = hosts.get(h["master"])
-        return "failed" if master is None else master["state"]  # an unconfigured master: do not wait for it
+        master = hosts.get(h.master)
+        return "failed" if master is None else master.state  # an unconfigured master: do not wait for it
 
     def _wake_due(self, hosts, mode):
         """Sends Wake-on-LAN to the hosts whose turn came, and again to those still silent."""
         now = self.d.clock.now()
         for h in hosts.values():
-            if h["state"] == "queued":
-                if h["master"] is not None and mode != "together":
+            if h.state == "queued":
+                if h.master is not None and mode != "together":
                     ready = ("ready", "failed") if mode == "after_master_xapi" else ("up", "ready", "failed")
                     if self._master_state(h, hosts) not in ready:
                         continue
-                h["state"], h["woken_at"] = "booting", now
-            if h["state"] == "booting" and (h["last_wol"] is None
-                                            or now - h["last_wol"] >= self.timings.wol_resend_interval_s):
+                h.state, h.woken_at = "booting", now
+            if h.state == "booting" and (h.last_wol is None
+                                         or now - h.last_wol >= self.timings.wol_resend_interval_s):
                 self._power_ok()
                 try:
-                    self.d.waker.wake(h["config"])
+                    self.d.waker.wake(h.config)
                 except WakeError as err:
                     self.log.error("%s", err)
-                h["last_wol"], h["wols"] = now, h["wols"] + 1
+                h.last_wol, h.wols = now, h.wols + 1
 
     def _probe(self, hosts, probes, start):
         """Probes every booting host (each probe has its own short deadline of about a second):
         side by side once a probe round proved slow (silent hosts make ping wait), else in turn."""
-        booting = [h for h in hosts.values() if h["state"] == "booting"]
+        booting = [h for h in hosts.values() if h.state == "booting"]
         began = time.monotonic()
         if len(booting) > 1 and self._slow_probes:
-            answers = list(probes.map(lambda h: self.d.prober.is_up(h["config"]), booting))
+            answers = list(probes.map(lambda h: self.d.prober.is_up(h.config), booting))
         else:
-            answers = [self.d.prober.is_up(h["config"]) for h in booting]
+            answers = [self.d.prober.is_up(h.config) for h in booting]
         self._slow_probes |= time.monotonic() - began > SLOW_PROBE_S
         now = self.d.clock.now()
         for h, up in zip(booting, answers):
             if up:
-                h["state"] = "up"
-                self.log.info("%s: answers after %.1f s", h["config"].name, now - start)
+                h.state = "up"
+                self.log.info("%s: answers after %.1f s", h.config.name, now - start)
 
     def _try_xapi(self, host_uuid, h, hosts, start):
         """One look at xapi on a host that answers; marks it ready (host-enable if it stayed
         disabled) or failed past its deadline. A member waits for its master's xapi first."""
         clock = self.d.clock
-        config = h["config"]
-        if h["master"] is not None and self._master_state(h, hosts) not in ("ready", "failed"):
+        config = h.config
+        if h.master is not None and self._master_state(h, hosts) not in ("ready", "failed"):
             return
         now = clock.now()
-        if h["xapi_deadline"] is None:
-            h["xapi_deadline"] = now + self.timings.xapi_ready_timeout_s
-        if now < h["next_try"]:
+        if h.xapi_deadline is None:
+            h.xapi_deadline = now + self.timings.xapi_ready_timeout_s
+        if now < h.next_try:
             return
         self._power_ok()
         hv = self.d.hypervisors[config.name]
@@ -274,17 +288,17 @@ class RestoreFlow:
             infos = hv.hosts()
         except RemoteFault as err:
             self._cut(err)
-            if not h["told"] and getattr(err, "kind", None) == Kind.BOOTING:
-                h["told"] = True
+            if not h.told and getattr(err, "kind", None) == Kind.BOOTING:
+                h.told = True
                 self.log.info("%s: xapi is still booting (%s): waiting", config.name, err.reason)
-            if clock.now() >= h["xapi_deadline"]:
-                h["state"] = "failed"
+            if clock.now() >= h.xapi_deadline:
+                h.state = "failed"
                 self.log.error("%s: xapi not ready within %.0f s: %s", config.name,
                                self.timings.xapi_ready_timeout_s, err)
                 self.report.host(config.name, "XAPI NOT READY", clock.now() - start, str(err), failed=True)
-            h["next_try"] = clock.now() + RETRY_S
+            h.next_try = clock.now() + RETRY_S
             return
-        if h["told"]:
+        if h.told:
             self.log.info("%s: xapi answers", config.name)
         me = next((i for i in infos if i.uuid == host_uuid), None)
         if me is not None and not me.enabled:
@@ -294,7 +308,7 @@ class RestoreFlow:
             except RemoteFault as err:
                 self._cut(err)
                 self.log.error("%s: host-enable failed: %s", config.name, err)
-        h["state"] = "ready"
+        h.state = "ready"
         self.report.host(config.name, "up", clock.now() - start)
 
     # -- 3. VMs --------------------------------------------------------------------------------
@@ -494,7 +508,7 @@ class RestoreFlow:
     def run(self, confirm=True):
         self.state = State.from_dict(self.d.state_file.load())
         snapshot = self.state.snapshot
-        if self.state.phase == statemod.IDLE or snapshot is None:
+        if self.state.phase == IDLE or snapshot is None:
             self.log.info("nothing was shut down by hgs: nothing to restore")
             self.report.finish("nothing to do")
             return self.report
@@ -508,7 +522,7 @@ class RestoreFlow:
         if confirm and not self.confirm_power():
             self.report.finish("stopped: power failed again")
             return self.report
-        self.state.phase = statemod.RESTORING
+        self.state.phase = RESTORING
         self._save()
         try:
             self._power_ok()
@@ -521,7 +535,7 @@ class RestoreFlow:
         except PowerLost as why:
             self.log.warning("restore stopped: %s; the snapshot is kept for the outage flow", why)
             self.report.fact(f"restore stopped: {why}")
-            self.state.phase = statemod.SITE_DOWN
+            self.state.phase = SITE_DOWN
             self._save()
             self.report.finish("stopped: power failed again", failed=False)
             return self.report
@@ -530,7 +544,7 @@ class RestoreFlow:
             self.report.notes.append("not running: " + ", ".join(missing))
             self.report.failed = True
         if self.report.failed:
-            self.state.phase = statemod.SITE_DOWN
+            self.state.phase = SITE_DOWN
             self._save()
             self.log.error("restore incomplete: the state is kept; the next event, self-test or boot tries again")
             self.report.finish("incomplete (state kept for the next attempt)")

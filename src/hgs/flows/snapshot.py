@@ -304,11 +304,6 @@ class State:
                    pending, updated, damaged)
 
 
-def empty():
-    """Returns the state of a site hgs has not touched."""
-    return State()
-
-
 def migrate(data, source="the state file"):
     """Given the JSON value of a state file, returns it as a dict of the current schema; raises
     NewerStateError for a newer schema, StateError when it is not a state hgs wrote."""
