@@ -2,8 +2,8 @@
 
 import re
 
-from hgs.net import mail
 from hgs.config import MailSettings
+from hgs.net import mail
 from lab import run_hgs, write
 
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from hgs import config as configmod
+from hgs.box.state import StateError, StateFile
 from hgs.errors import BadUuid, ConnectionLost, HypervisorError, RemoteError, RemoteTimeout, UpsError
 from hgs.flows.outage import Deps
 from hgs.flows.ports import HostInfo, Kind, Outcome, PoolInfo, VmInfo
-from hgs.box.state import StateError, StateFile
 from hgs.ups import UpsState, UpsStatus
 
 

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
-from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
                              host_stages, match_config)
+from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.ups import UpsState
 
 TICK_S = 0.02

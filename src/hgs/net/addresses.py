@@ -15,9 +15,9 @@ import socket
 import threading
 import time
 
-from hgs.errors import HgsError, LookupFailed
 from hgs.box import threads
 from hgs.box.files import write_atomic
+from hgs.errors import HgsError, LookupFailed
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
