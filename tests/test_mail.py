@@ -4,7 +4,7 @@ import re
 
 from hgs.config import MailSettings
 from hgs.net import mail
-from lab import run_hgs, write
+from harness import run_hgs, write
 
 
 def test_testmail_is_delivered_by_real_postfix_with_the_run_log(postfix, make_config):
