@@ -190,6 +190,7 @@ class Site:
         self.faults = Faults(self.clock, plan, always)
         self.off_after_s = off_after_s
         self.call_s = call_s  # virtual seconds each xe call takes (a round trip and xapi's work)
+        self.warmed = []  # the hosts asked to ready their next batch, in order
         self.probe_s = probe_s  # virtual seconds a probe takes: (host answers, host silent)
         self.hosts = {}
         for index, name in enumerate(scenario["hosts"]):
@@ -604,6 +605,9 @@ class FakeHypervisor:
             vm.power, vm.halt_at = "halted", None
 
         self._call("vm-reset-powerstate", (self.site.vms[vm_uuid].name,), run)
+
+    def warm_up(self):
+        self.site.warmed.append(self.name)
 
     def shutdown_vms(self, uuids, force=False):
         """Starts the shutdowns of ``uuids``; returns a FakeBatch. One position for the whole batch."""

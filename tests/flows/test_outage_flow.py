@@ -44,6 +44,7 @@ def test_power_back_during_confirmation_touches_nothing(site):
     assert code == 0
     assert report.result == "stopped: power back during confirmation"
     assert s.calls("pool-list") and s.changes() == []  # read ahead; not a single change
+    assert s.warmed == [s.master]  # a batch readied ahead, never given: nothing ran
     assert set(s.vm_states().values()) == {"running"} and s.ha_enabled
 
 
@@ -58,6 +59,7 @@ def test_the_reads_run_during_the_confirmation_and_the_first_change_follows_it_a
     assert first_change[0] - window_end < 0.3
     after = [call for t, _, call, _, _ in s.log_calls if window_end <= t <= first_change[0]]
     assert after == ["vm-power-states", "pool-ha-disable"]  # one fresh power-state read, then the change
+    assert s.warmed == [s.master]  # the pool's first VM batch was readied during the window too
 
 
 def test_a_vm_started_during_the_confirmation_is_shut_down_too(site):

@@ -165,6 +165,9 @@ class ToyHypervisor:
                 outcomes[vm_uuid] = (now + takes_s, Outcome(vm_uuid, Kind.DONE))
         return ToyBatch(self.box, outcomes)
 
+    def warm_up(self):
+        pass  # nothing to ready on this backend
+
     def shutdown_vms(self, uuids, force=False):
         def no_agent(guest):  # a clean shutdown needs the guest's ACPI agent
             if not force and not guest["acpi"]:

@@ -279,6 +279,13 @@ class OutageFlow:
                     self.fault("reading ahead: the HA heartbeat SR (read again after the confirmation)", err,
                                recovered=True)
                 yield
+        for view in list(pools.values()):  # last: the calls after the window then start at once
+            try:
+                self.d.hypervisors[view.executor].warm_up()
+            except Exception as err:  # only a head start lost: those calls open their own channels
+                self.log.info("%s: could not ready the calls after the confirmation (%s)", view.executor,
+                              describe(err))
+            yield
 
     # -- 2. discover and snapshot ----------------------------------------------------------
 

@@ -133,6 +133,8 @@ class Hypervisor(Protocol):
 
     def reset_powerstate(self, vm_uuid: str) -> None: ...  # mark a VM halted that will not stop
 
+    def warm_up(self) -> None: ...  # ready the next batch (e.g. its channel) ahead of time; changes nothing
+
     def shutdown_vms(self, uuids: Iterable[str], force: bool = False) -> Batch: ...
 
     def suspend_vms(self, uuids: Iterable[str]) -> Batch: ...
@@ -143,7 +145,7 @@ class Hypervisor(Protocol):
     # its arguments) would run, in the backend's own words, for the dry-run twin's log
 
 
-READS = ("name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs")
+READS = ("name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs", "warm_up")
 OPTIONAL = ("describe",)
 CHANGES = ("disable_ha", "enable_ha", "disable_host", "enable_host", "shutdown_host", "reset_powerstate",
            "shutdown_vms", "suspend_vms", "start_vms")

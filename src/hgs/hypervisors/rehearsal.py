@@ -106,6 +106,9 @@ class DryRunHypervisor:
         self._would(f"shut down host {host_uuid}", "shutdown_host", host_uuid)
         return "sent"
 
+    def warm_up(self):
+        """Nothing to ready: a rehearsal's batches run nothing."""
+
     def reset_powerstate(self, vm_uuid):
         self._would(f"reset the power state of VM {vm_uuid}", "reset_powerstate", vm_uuid)
         self.overlay[vm_uuid] = HALTED

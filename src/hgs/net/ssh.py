@@ -34,6 +34,7 @@ logging.getLogger("paramiko").propagate = False
 
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
+SHELL = "sh -s"  # a shell reading its script from stdin (batches, warmed-up shells)
 ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
 
@@ -184,6 +185,8 @@ class Connection:
         self.client = None
         self.connects = 0
         self._lock = threading.Lock()
+        self._spares = []  # shells waiting for their command on stdin (warm)
+        self._spares_lock = threading.Lock()
 
     @property
     def where(self):
@@ -369,7 +372,49 @@ class Connection:
         Opening the channel, the exec request and the write end within ``timeout_s`` (default
         ``connect_timeout_s``). Raises RemoteTimeout, RemoteInterrupted, ConnectionLost."""
         deadline = time.monotonic() + (self.connect_timeout_s if timeout_s is None else timeout_s)
+        if command == SHELL and stdin is not None:  # a script: a warmed-up shell takes it as it is
+            warm = self._feed_spare(stdin, deadline)
+            if warm is not None:
+                return warm
         return self._start(command, stdin, deadline)
+
+    def warm(self, count):
+        """Opens shells that wait for their command on stdin (``sh -s``) until ``count`` are
+        ready, so that the next commands (``run``, a script for ``start``) skip the channel open,
+        the exec request and the shell start. A shell never given a command runs nothing: EOF
+        (the connection closing) ends it. Raises as ``start`` does."""
+        with self._spares_lock:
+            self._spares = [s for s in self._spares if self._usable(s)]
+            missing = count - len(self._spares)
+        for _ in range(missing):
+            spare = self._start(SHELL, None, time.monotonic() + self.connect_timeout_s)
+            with self._spares_lock:
+                self._spares.append(spare)
+
+    def _usable(self, stream):
+        channel = stream.channel
+        transport = channel.get_transport()
+        client_transport = self.client.get_transport() if self.client is not None else None
+        return not (channel.closed or channel.eof_received or channel.exit_status_ready()) \
+            and transport is not None and transport is client_transport and transport.is_active()
+
+    def _feed_spare(self, stdin, deadline):
+        """Gives ``stdin`` (then EOF) to a warmed-up shell; returns its Stream, or None when no
+        usable one is left (the caller starts a command as usual)."""
+        while True:
+            with self._spares_lock:
+                if not self._spares:
+                    return None
+                spare = self._spares.pop(0)
+            if not self._usable(spare):
+                spare.close()
+                continue
+            try:
+                self._write(spare.channel, stdin.encode("utf-8"), deadline)
+                return spare
+            except (ConnectionLost, RemoteTimeout):  # that shell is gone: try the next, or start one
+                spare.close()
+            # RemoteInterrupted goes up: the flow was told to stop
 
     def _start(self, command, stdin, deadline):
         import paramiko
@@ -427,7 +472,7 @@ class Connection:
         ``interrupt()`` cut it, OutputTooLarge past ``max_bytes`` of output, ConnectionLost."""
         deadline = time.monotonic() + timeout_s
         self.connect()  # bounded by its own deadline
-        stream = self._start(command, None, deadline)
+        stream = self._feed_spare(command + "\n", deadline) or self._start(command, None, deadline)
         channel = stream.channel
         out, err = [], []
         received = 0
@@ -462,6 +507,8 @@ class Connection:
         return Result(status, b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace"))
 
     def close(self):
+        with self._spares_lock:
+            self._spares = []  # their channels end with the connection
         with self._lock:
             if self.client is not None:
                 self.client.close()

@@ -111,17 +111,13 @@ class _OpenSshDoor:
     def down(self):
         if self.proc is not None and self.proc.poll() is None:
             self.spent_cpu_s += tree_cpu_seconds(self.proc.pid)
-            sessions = descendants(self.proc.pid)  # a session may have left the group (setsid)
             # The whole process group: the listener and every session it forked (a power cut).
+            # A session's shell in a session of its own ends with its connection (ClientAlive*);
+            # it is never killed mid-start (a login shell killed in its rc files can leave their locks).
             try:
                 os.killpg(self.proc.pid, 15)
             except ProcessLookupError:
                 pass
-            for pid in sessions:
-                try:
-                    os.kill(pid, 15)
-                except ProcessLookupError:
-                    pass
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -164,11 +160,6 @@ def _tree(pid, parents):
         found.append(current)
         todo.extend(children.get(current, ()))
     return found
-
-
-def descendants(pid):
-    """Returns the PIDs of the live descendants of ``pid`` (not ``pid`` itself)."""
-    return _tree(pid, _process_table()[0])[1:]
 
 
 def tree_cpu_seconds(pid):

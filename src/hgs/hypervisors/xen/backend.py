@@ -9,7 +9,7 @@ dry-run twin that wraps it is ``hgs.hypervisors.rehearsal.DryRunHypervisor``.
 from hgs.errors import HgsError, XeCallError, XeMissing
 from hgs.flows.ports import HostInfo, Outcome, PoolInfo, VmInfo  # noqa: F401 (the port's data, re-exported)
 from hgs.hypervisors.xen import kinds, xe
-from hgs.net.ssh import ConnectionLost, RemoteTimeout, command_line
+from hgs.net.ssh import SHELL, ConnectionLost, RemoteTimeout, command_line
 
 
 def _int(text, default=0):
@@ -17,6 +17,9 @@ def _int(text, default=0):
         return int(text)
     except (TypeError, ValueError):
         return default
+
+
+WARM_SHELLS = 3  # after the confirmation: the fresh power-state read, pool-ha-disable, the first batch
 
 
 class Batch:
@@ -195,13 +198,20 @@ class Hypervisor:
         resume = set(resume)
         return self._launch([(u, xe.vm_resume(u) if u in resume else xe.vm_start(u)) for u in uuids])
 
+    def warm_up(self):
+        """Readies shells on the host for the next calls (see Connection.warm): the fresh
+        power-state read, the HA change and the first VM batch after the confirmation then
+        start without a channel open, an exec request and a shell start on their path."""
+        self.connection.warm(WARM_SHELLS)
+
     def _launch(self, commands):
         """Starts [(uuid, argv)] in parallel in one channel; returns a Batch."""
         self.calls += len(commands)
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
+        script = xe.batch_script(self.host.xe_path, commands)
         # the script goes on stdin: a thousand calls do not fit in one SSH exec request
-        stream = self.connection.start("sh -s", stdin=xe.batch_script(self.host.xe_path, commands),
+        stream = self.connection.start(SHELL, stdin=script,
                                        timeout_s=self.xe_timeout_s)
         return Batch(stream, [u for u, _ in commands])
 

@@ -1,0 +1,94 @@
+"""The calls right after the confirmation start in shells opened during it (warm_up): through a
+real OpenSSH server in front of the simulated xe, warmed-up shells run the read, the change and
+the batch they are given exactly as fresh channels do, run nothing when never given one, and a
+shell that is gone is replaced by a fresh channel."""
+
+import logging
+import time
+
+import pytest
+
+from hgs import config
+from hgs.errors import HypervisorError
+from hgs.flows.ports import Kind
+from hgs.hypervisors.xen.backend import open_hypervisor
+from hgs.sim.lab import SimSite
+
+SCENARIO = {"time_scale": 50, "hosts": [{"name": "xen1", "mac": "02:00:00:00:00:01"}],
+            "vms": [{"name": f"vm{i}", "shutdown_s": 10} for i in range(3)]}
+
+
+@pytest.fixture
+def site(tmp_path):
+    site = SimSite(tmp_path / "site", SCENARIO, front_door="openssh")
+    path = tmp_path / "config.py"
+    path.write_text(site.config_text("{'daemon': 'apcupsd', 'address': '127.0.0.1:3551'}"))
+    path.chmod(0o600)
+    host = config.load(path).hosts[0]
+    hv, close = open_hypervisor(host, logging.getLogger("test.warm"), 5, 30)
+    try:
+        yield site, hv
+    finally:
+        close()
+        site.stop()
+
+
+def finish(batch, timeout_s=20):
+    outcomes, deadline = [], time.monotonic() + timeout_s
+    while batch.pending and time.monotonic() < deadline:
+        batch.wait(0.25)
+        outcomes += batch.poll()
+        assert not batch.lost
+    return {o.uuid: o.kind for o in outcomes}
+
+
+def test_warmed_up_shells_run_the_read_the_change_and_the_batch(site):
+    site, hv = site
+    hv.warm_up()
+    shells = [spare.channel for spare in hv.connection._spares]
+    assert len(shells) == 3
+    time.sleep(0.3)  # the shells wait for their commands: nothing runs meanwhile
+    assert set(site.vm_states().values()) == {"running"} and site.store.read()["pool"]["ha_enabled"] is not None
+    states = hv.power_states()  # a read: its output and exit status as from a fresh channel
+    uuids = sorted(u for u, power in states.items() if power == "running")
+    assert len(uuids) == 3
+    hv.disable_host(site.store.read()["pool"]["master"])  # a change
+    batch = hv.shutdown_vms(uuids)
+    assert batch.stream.channel is shells[2] and not hv.connection._spares  # all three went into the shells
+    assert finish(batch) == dict.fromkeys(uuids, Kind.DONE)
+    assert set(site.vm_states().values()) == {"halted"}
+    assert not site.store.read()["hosts"][site.store.read()["pool"]["master"]]["enabled"]
+
+
+def test_a_failing_command_in_a_warmed_up_shell_fails_as_it_would_in_a_fresh_channel(site):
+    site, hv = site
+    missing = "0b1c2d3e-0000-4000-8000-0000000000aa"  # no such host: xapi's error text and exit status
+    with pytest.raises(HypervisorError) as cold:
+        hv.shutdown_host(missing)
+    hv.warm_up()
+    with pytest.raises(HypervisorError) as warm:
+        hv.shutdown_host(missing)
+    assert len(hv.connection._spares) == 2  # the second call went into a warmed-up shell
+    assert warm.value.kind == cold.value.kind == Kind.GONE and str(warm.value) == str(cold.value)
+
+
+def test_shells_that_are_gone_are_replaced_and_the_batch_still_runs(site):
+    site, hv = site
+    uuids = sorted(vm.uuid for vm in hv.vms(running_only=True))
+    hv.warm_up()
+    shells = [spare.channel for spare in hv.connection._spares]
+    for channel in shells:
+        channel.close()  # the host ended the sessions (sshd restarted, a timeout)
+    batch = hv.shutdown_vms(uuids, force=True)
+    assert batch.stream.channel not in shells
+    assert finish(batch) == dict.fromkeys(uuids, Kind.DONE)
+    assert set(site.vm_states().values()) == {"halted"}
+
+
+def test_a_shell_never_given_a_batch_runs_nothing(site, tmp_path):
+    site, hv = site
+    hv.warm_up()
+    hv.connection.close()  # the power came back during the confirmation: the flow ends here
+    time.sleep(0.5)
+    assert set(site.vm_states().values()) == {"running"}
+    assert not [c for c in site.store.calls() if c["argv"] and c["argv"][0] == "vm-shutdown"]
