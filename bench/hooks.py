@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hgs.setup import hooks
 from hgs.box.lock import SiteLock
+from hgs.setup import hooks
 
 
 def closed_port():

@@ -8,7 +8,7 @@ import pytest
 
 from hgs.sim.ups import NisServer, SimUps, UpsdServer
 from daemons import RealApcupsd, RealNut
-from lab import Processes, require_binary, wait_for, write
+from harness import Processes, require_binary, wait_for, write
 
 @pytest.fixture
 def processes():
@@ -167,7 +167,7 @@ def _run(behaviour, conn, stop):
 @pytest.fixture
 def site_lab(tmp_path):
     """Returns a factory of SiteLab (real sshd fronting the simulated xe); all stopped at the end."""
-    from lab import SiteLab
+    from harness import SiteLab
 
     require_binary("/usr/sbin/sshd", "openssh-server")
     labs = []

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from hgs.sim.ups import NisServer, SimUps
-from lab import NUT_DIR, free_port, port_open, require_binary, wait_for, write
+from harness import NUT_DIR, free_port, port_open, require_binary, wait_for, write
 
 
 class RealApcupsd:

@@ -15,12 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from hgs.hypervisors.xen.backend import Hypervisor
 from hgs.net import addresses
 from hgs.net.addresses import AddressBook, LookupFailed
-from hgs.hypervisors.xen.backend import Hypervisor
 from hgs.net.probe import Prober
 from hgs.net.ssh import Result
-from lab import HGS, wait_for, write
+from harness import HGS, wait_for, write
 
 fault = pytest.mark.fault
 

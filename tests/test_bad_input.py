@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hgs import config
-from hgs.hypervisors.xen import xe
 from hgs.errors import ConfigError, HgsError, UpsError
+from hgs.hypervisors.xen import xe
 from hgs.net.ssh import command_line
 from hgs.ups import nis, nut
 

@@ -6,7 +6,7 @@ import stat
 
 from hgs import __version__
 from hgs.box.log import RunLog
-from lab import run_hgs
+from harness import run_hgs
 
 
 def test_help_explains_every_command():
@@ -48,7 +48,7 @@ def test_options_work_before_and_after_the_command(make_config):
 
 
 def test_status_of_a_dead_ups_daemon_fails_with_exit_1_and_a_clear_message(make_config):
-    from lab import free_port
+    from harness import free_port
 
     config = make_config(ups=f"'daemon': 'apcupsd', 'address': '127.0.0.1:{free_port()}', 'timeout_s': 1")
     result = run_hgs("status", "--ups-only", "--config", str(config))

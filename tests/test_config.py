@@ -1,14 +1,13 @@
 """The configuration loader: the shipped example, every kind of mistake, masking, paths."""
 
 import os
-import re
 
 import pytest
 
 from hgs import config
 from hgs.config.fields import Invalid, mac, address
 from hgs.errors import ConfigError
-from lab import REPO, run_hgs, write
+from harness import REPO, run_hgs
 
 
 def test_the_shipped_example_is_valid():

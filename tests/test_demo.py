@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from lab import REPO
+from harness import REPO
 
 
 def test_demo_from_a_fresh_install_ends_with_the_site_as_it_started(tmp_path):

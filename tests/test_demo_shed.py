@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from lab import HGS
+from harness import HGS
 
 
 def test_the_shed_demo_sheds_waits_for_the_runtime_trigger_and_ends_as_it_started_within_60_s():

@@ -8,7 +8,7 @@ import sys
 from types import SimpleNamespace
 
 from hgs.commands import _flow
-from lab import HGS, wait_for, write
+from harness import HGS, wait_for, write
 
 PLANTED = """\
 import pathlib

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import HGS, run_hgs, wait_for, write
+from harness import HGS, run_hgs, wait_for, write
 
 fault = pytest.mark.fault
 

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hgs.box.log import RunLog
 from hgs.config import VmPolicy
 from hgs.flows.outage import OutageFlow, PoolView
 from hgs.flows.report import Report
 from hgs.flows.snapshot import State
 from hgs.hypervisors.xen.backend import Hypervisor
-from hgs.box.log import RunLog
 from hgs.net.ssh import Result
 from hgs.sim.site import SiteStore
 from hgs.sim.xe import Xe

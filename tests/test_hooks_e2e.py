@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import NUT_DIR, free_port, port_open, require_binary, run_hgs, wait_for, write
+from harness import NUT_DIR, free_port, port_open, require_binary, run_hgs, wait_for, write
 
 SCENARIO = {
     "time_scale": 60,

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from lab import HGS, REPO, run_hgs
+from harness import HGS, REPO, run_hgs
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": True},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:0e:01"},

@@ -8,7 +8,7 @@ import subprocess
 
 from hgs.setup import hooks
 from hgs.setup import install
-from lab import REPO, run_hgs, write
+from harness import REPO, run_hgs, write
 
 NUT_CONFIG = "'daemon': 'nut', 'address': 'myups@127.0.0.1:3493'"
 

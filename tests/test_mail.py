@@ -2,9 +2,9 @@
 
 import re
 
-from hgs.net import mail
 from hgs.config import MailSettings
-from lab import run_hgs, write
+from hgs.net import mail
+from harness import run_hgs, write
 
 
 def test_testmail_is_delivered_by_real_postfix_with_the_run_log(postfix, make_config):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from lab import require_binary
+from harness import require_binary
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_dry_run_restore_sends_no_packet_into_the_namespace(ns_lab):
 
 
 def test_namespaces_are_removed_after_the_lab(site_lab, tmp_path):
-    from lab import SiteLab
+    from harness import SiteLab
 
     lab = SiteLab(tmp_path / "solo", SCENARIO, front_door="netns")
     netns = lab.site.doors["xen1"].netns

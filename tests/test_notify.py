@@ -9,7 +9,7 @@ import time
 
 from hgs.config import NotifySettings
 from hgs.net.notify import Notifier
-from lab import wait_for, write
+from harness import wait_for, write
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": False},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:0f:01", "shutdown_s": 5, "boot_s": 10,
@@ -169,7 +169,7 @@ def test_a_dry_run_only_says_which_notices_it_would_send(site_lab, tmp_path):
 
 
 def test_notify_settings_are_checked(make_config):
-    from lab import run_hgs
+    from harness import run_hgs
 
     config = make_config(extra="NOTIFY = {'command': '', 'timout_s': 3, 'events': ['power_lost', 'site_dwn']}\n")
     result = run_hgs("--config", str(config), "check-config")

@@ -94,7 +94,7 @@ def test_selftest_starts_the_restore_of_a_site_left_down_with_mains_present(heal
     healthy.ups.set_state("online")
     result = healthy.hgs("selftest", "-v", "--mail", "never")
     assert "the site was left down by hgs (site_down) and the mains are present: restore started" in result.stdout
-    from lab import wait_for
+    from harness import wait_for
 
     wait_for(lambda: healthy.site.vm_states() == {"db": "running", "nt4": "running", "off": "halted"}, 60,
              "the restore the self-test started")

@@ -2,14 +2,13 @@
 apcupsd NIS, `hgs onbattery --foreground` / `hgs doshutdown` run as a user's hook would."""
 
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from hgs.sim.xe import CHANGING
-from lab import HGS
+from harness import HGS
 
 HOSTILE = "it's \"odd\"; $(touch /tmp/hgs-pwned) `id` x"
 

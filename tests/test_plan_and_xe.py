@@ -4,10 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from hgs.hypervisors.xen import xe
 from hgs.config import Timings, VmPolicy
 from hgs.flows import plan
 from hgs.flows.snapshot import VmRecord
+from hgs.hypervisors.xen import xe
 
 
 def vm(name, order=0, tools=True):

@@ -6,7 +6,7 @@ import collections
 import time
 
 from hgs.sim.xe import CHANGING
-from lab import wait_for
+from harness import wait_for
 
 SCENARIO = {
     "time_scale": 60,

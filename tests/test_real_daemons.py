@@ -4,7 +4,7 @@ import json
 
 from hgs.ups import nis, nut
 from hgs.ups.status import UpsState
-from lab import run_hgs, wait_for
+from harness import run_hgs, wait_for
 
 
 def _apc_state(lab):

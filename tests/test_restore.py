@@ -174,7 +174,7 @@ def test_offbattery_with_nothing_shut_down_does_nothing(site_lab):
 def test_doshutdown_mid_restore_stops_it_and_forces_the_woken_site_down_within_its_bound(site_lab):
     import subprocess
 
-    from lab import HGS
+    from harness import HGS
 
     lab = site_lab(POOL, timings={"doshutdown_bound_s": 20}, extra="MAIL = {'when': 'never'}\n")
     since = outage_then_power_back(lab)
@@ -209,7 +209,7 @@ def test_sigterm_stops_a_restore_at_once_and_keeps_its_snapshot(site_lab):
     import signal
     import subprocess
 
-    from lab import HGS
+    from harness import HGS
 
     scenario = {"time_scale": 60, "hosts": [{"name": "xen1", "mac": "02:00:00:00:04:02", "shutdown_s": 10,
                                              "boot_s": 30, "xapi_start_s": 30}],

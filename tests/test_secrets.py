@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from hgs import config
 from hgs.errors import ConfigError
-from lab import run_hgs, write
+from harness import run_hgs, write
 
 fault = pytest.mark.fault
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import REPO
+from harness import REPO
 
 fault = pytest.mark.fault
 SOURCES = sorted((REPO / "src" / "hgs").rglob("*.py"))

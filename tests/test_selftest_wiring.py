@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import HGS, run_hgs, write
+from harness import HGS, run_hgs, write
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": False},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:0e:01"}],

@@ -4,7 +4,7 @@ as apcupsd NIS, `hgs onbattery --foreground` / `hgs offbattery --foreground` as 
 import subprocess
 import time
 
-from lab import HGS, wait_for
+from harness import HGS, wait_for
 
 SITE = {
     "time_scale": 60,

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from lab import HGS, wait_for
+from harness import HGS, wait_for
 
 SCENARIO = {"time_scale": 60, "pool": {"name": "pool", "ha_enabled": False},
             "hosts": [{"name": "xen1", "master": True, "mac": "02:00:00:00:1a:01", "shutdown_s": 5, "boot_s": 10,

@@ -7,7 +7,7 @@ import sys
 import threading
 
 from hgs.box.lock import SiteLock
-from lab import HGS, free_port
+from harness import HGS, free_port
 
 HOLD = ("import sys, time; from hgs.box.lock import SiteLock; lock = SiteLock(sys.argv[1]); "
         "assert lock.acquire(kind='outage'); print('held', flush=True); sys.stdin.read()")

@@ -15,7 +15,7 @@ from hgs import config
 from hgs.box import permissions
 from hgs.errors import ConfigError
 from hgs.net.ssh import Connection, UnsafeTrustFile
-from lab import run_hgs, write
+from harness import run_hgs, write
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="hgs runs as root; the ownership rules are root's")
 

@@ -13,7 +13,7 @@ import pytest
 from hgs.errors import UpsError
 from hgs.ups import nis, nut
 from hgs.ups.status import UpsState
-from lab import free_port, timed
+from harness import free_port, timed
 
 DEADLINE_S = 1.0
 SLACK_S = 0.5

@@ -11,18 +11,18 @@ twin ``Rehearsal`` (a lock of its own that never waits, the log on stderr only, 
 mails only said, nothing recorded). The commands never ask which one they have.
 """
 
-from hgs.net import mail as mailmod
-from hgs.net import notify
-from hgs.net.addresses import AddressBook
 from hgs.box.clock import Clock, InstantClock
+from hgs.box.state import StateFile
 from hgs.flows.outage import Deps
 from hgs.hypervisors.rehearsal import DryRunHypervisor
 from hgs.hypervisors.xen.backend import Hypervisor, open_hypervisor  # noqa: F401 (the factory inspect uses)
+from hgs.net import mail as mailmod
+from hgs.net import notify
+from hgs.net.addresses import AddressBook
 from hgs.net.probe import DryRunProber, Prober
 from hgs.net.ssh import Connection
-from hgs.box.state import StateFile
-from hgs.ups import reader_for
 from hgs.net.wake import DryRunWaker, Waker
+from hgs.ups import reader_for
 
 
 class Mailer:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from hgs import config as configmod
+from hgs.box.state import StateError, StateFile
 from hgs.errors import BadUuid, ConnectionLost, HypervisorError, RemoteError, RemoteTimeout, UpsError
 from hgs.flows.outage import Deps
 from hgs.flows.ports import HostInfo, Kind, Outcome, PoolInfo, VmInfo
-from hgs.box.state import StateError, StateFile
 from hgs.ups import UpsState, UpsStatus
 
 
@@ -465,6 +465,14 @@ class FakeBatch:
         for o in out:
             del self.pending[o.uuid]
         return out
+
+    def wait(self, timeout_s):
+        """Advances the clock to the next outcome, or by ``timeout_s`` when none comes sooner."""
+        now = self.site.clock.now()
+        due = [] if self._lost or self.garbage else [t for t, _ in self.pending.values() if t is not None]
+        if any(t <= now for t in due):
+            return
+        self.site.clock.sleep(min([timeout_s] + [t - now for t in due]))
 
     @property
     def lost(self):

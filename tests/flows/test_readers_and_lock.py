@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
+from hgs.box.lock import SiteLock
 from hgs.commands.onbattery import take_lock
 from hgs.errors import UpsError
-from hgs.box.lock import SiteLock
 from hgs.ups import nis
 from hgs.ups.status import UpsState, from_apcupsd, from_nut
 from hgs.ups.wire import DeadlineConnection

@@ -71,6 +71,9 @@ class ToyBatch:
             self.pending.discard(outcome.uuid)
         return out
 
+    def wait(self, timeout_s):
+        self.box.clock.sleep(timeout_s)  # the simplest a backend can do: look again later
+
     @property
     def lost(self):
         return False

@@ -85,7 +85,8 @@ class StateFile:
                     os.replace(self.path, f"{self.path}.{word}-{time.strftime('%Y%m%d-%H%M%S')}")
                 except FileNotFoundError:
                     pass
-            write_atomic(self.path, json.dumps(written, indent=2, sort_keys=True))
+            # compact: the C encoder (an indented dump is pure Python: ten times slower at 5000 VMs)
+            write_atomic(self.path, json.dumps(written, sort_keys=True, separators=(",", ":")) + "\n")
         except OSError as err:
             raise StateError(f"cannot write the state file {self.path}: {err.strerror or err}") from None
         return written

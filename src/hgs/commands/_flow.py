@@ -121,8 +121,8 @@ def hook_notice(ctx, run_log, event, kind=None):
     """Sends the notice of a hook's event at once: power_lost always, power_back when an outage
     was heard of or the site is down by hgs (not at every boot of this box)."""
     from hgs.box import events
-    from hgs.errors import HgsError
     from hgs.box.state import IDLE, StateFile
+    from hgs.errors import HgsError
 
     settings = ctx.settings
     notices = notifier(ctx, run_log, kind)

@@ -107,7 +107,7 @@ def run_flow(ctx, spec, rig=None):
         ctx.out(spec.idle)
         log.info("%s flow finished: %s", report.label, report.result)
         return 0
-    rig.show_plan(ctx.out, spec.plan_title, getattr(flow, "plan_lines", None))  # a restore sets it once it ran
+    rig.show_plan(ctx.out, spec.plan_title, flow.plan_lines)
     mail_report(ctx, report, mailer, run_log, rig)
     if spec.bound_s is not None and ctx.notifier is not None:  # the box halts right after: what is left of the bound
         ctx.notifier.close(max(0.0, spec.bound_s - (time.monotonic() - spec.started) - 0.5))

@@ -14,8 +14,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from hgs.errors import HgsError, InitError
 from hgs.box.files import write_atomic
+from hgs.errors import HgsError, InitError
 
 EXAMPLE = "config.example.py"
 DEFAULT_ADDRESS = {"apcupsd": "127.0.0.1:3551", "nut": "ups@127.0.0.1:3493"}

@@ -154,9 +154,9 @@ def check_hooks(ctx, settings, checks):
     """The hooks 'hgs install' put in place for the configured daemon: there, executable, calling
     this hgs with this config; for NUT, upssched.conf calls hgs's script before any AT line and
     upsmon's user may run the hooks' command lines through sudo."""
+    from hgs.commands.install import hgs_program
     from hgs.setup import hooks
     from hgs.setup import install
-    from hgs.commands.install import hgs_program
 
     daemon = settings.ups.daemon
     entry = install.read_record(settings.paths.state_dir).get(daemon)
@@ -296,8 +296,8 @@ def check_nut_secondary(ctx, settings, checks):
 
 def check_state(ctx, settings, checks, status):
     from hgs.box import history
-    from hgs.errors import StateError
     from hgs.box.state import IDLE, StateFile
+    from hgs.errors import StateError
 
     try:
         state = StateFile(settings.paths.state_dir).read()
@@ -324,8 +324,8 @@ def check_state(ctx, settings, checks, status):
 
 
 def run(ctx):
-    from hgs.net import mail as mailmod
     from hgs.errors import MailError
+    from hgs.net import mail as mailmod
 
     settings = ctx.settings  # a broken config stops here with exit 2 and every problem listed
     run_log = ctx.start_log()

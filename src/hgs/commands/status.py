@@ -39,9 +39,9 @@ def ups_report(settings):
 
 def phase_report(settings):
     from hgs.box import history
-    from hgs.errors import HgsError
     from hgs.box.lock import SiteLock
     from hgs.box.state import StateFile
+    from hgs.errors import HgsError
 
     try:
         state = StateFile(settings.paths.state_dir).read()
@@ -159,8 +159,8 @@ def _vm_line(vm):
 
 
 def run(ctx):
-    from hgs.flows.inspect import inspect_site
     from hgs.box.log import RunLog
+    from hgs.flows.inspect import inspect_site
 
     settings = ctx.settings
     started = time.monotonic()

@@ -13,8 +13,8 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgs.config import fields as checks
 from hgs.box import permissions
+from hgs.config import fields as checks
 from hgs.config.fields import Invalid
 from hgs.errors import ConfigError
 from hgs.ups import READERS

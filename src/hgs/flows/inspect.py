@@ -5,9 +5,7 @@ says what it is (master, enabled, HA, VMs, guests without tools) or exactly what
 (host key, SSH, xe, or no answer within the budget).
 """
 
-import threading
-import time
-
+from hgs.box import threads
 from hgs.errors import HgsError, HostKeyError, HypervisorError, RemoteError
 from hgs.flows.ports import HALTED, RUNNING, Kind, info_for
 
@@ -58,20 +56,12 @@ def inspect_host(host, log, connect_timeout_s, xe_timeout_s, open_hypervisor=Non
 
 def inspect_site(hosts, log, connect_timeout_s, xe_timeout_s, budget_s, open_hypervisor=None):
     """Returns [host dict] in config order; a host not done within ``budget_s`` says so."""
-    results = {}
-
-    def work(host):
-        results[host.name] = inspect_host(host, log, connect_timeout_s, xe_timeout_s, open_hypervisor)
-
-    threads = [threading.Thread(target=work, args=(h,), daemon=True) for h in hosts]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + budget_s
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    results = threads.within(lambda host: inspect_host(host, log, connect_timeout_s, xe_timeout_s, open_hypervisor),
+                             hosts, budget_s)
     out = []
     for host in hosts:
-        out.append(results.get(host.name) or {
+        found = results.get(host)
+        out.append(found if isinstance(found, dict) else {
             "name": host.name, "address": f"{host.address}:{host.ssh_port}", "reachable": False,
             "error": f"{host.name}: no answer within {budget_s:g} s (timed out)", "error_kind": "timeout"})
     return out

@@ -22,12 +22,13 @@ from types import SimpleNamespace
 
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
-from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
                              host_stages, match_config)
+from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
 from hgs.ups import UpsState
 
 TICK_S = 0.02
+WAIT_CAP_S = 0.25  # the longest a VM group waits for news before looking at escalation again
 POWER_POLL_S = 1.0
 READ_ATTEMPTS = 3  # a read the flow needs (the VM list) is tried this often before the flow goes on without it
 HA_ATTEMPTS = 3  # pool-ha-disable is sent up to this often
@@ -561,9 +562,30 @@ class OutageFlow:
             if now >= next_poll:
                 next_poll = now + POWER_POLL_S
                 self._poll_power(tracks, start)
-            clock.sleep(TICK_S)
+            self._wait(tracks, batches, min(next_poll, self._next_due(tracks, force_s)))
         for batch, _ in batches:
             self._close(batch)
+
+    def _next_due(self, tracks, force_s):
+        """The clock time of the group's next deadline (a clean shutdown or suspend given up, a
+        force given up), or infinity."""
+        due = [t.deadline if t.stage in ("clean", "suspend") else t.stage_started + force_s
+               for t in tracks.values() if not t.done]
+        return min(due, default=float("inf"))
+
+    def _wait(self, tracks, batches, until):
+        """Waits for the next outcome of the group's one open batch, or until ``until`` (the next
+        deadline or power poll), at most WAIT_CAP_S (escalation is looked at between waits).
+        With several open batches, or none, it sleeps one tick."""
+        clock = self.d.clock
+        wait_s = min(until - clock.now(), WAIT_CAP_S)
+        open_batches = [batch for batch, _ in batches if batch.pending]
+        if wait_s <= 0:
+            return
+        if len(open_batches) == 1:
+            open_batches[0].wait(wait_s)
+        else:
+            clock.sleep(min(TICK_S, wait_s) if open_batches else wait_s)
 
     def escalated_force_s(self):
         """Escalated, a group's forced shutdowns get this long before vm-reset-powerstate: the

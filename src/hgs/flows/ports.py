@@ -93,6 +93,8 @@ class Batch(Protocol):
 
     def poll(self) -> list[Outcome]: ...
 
+    def wait(self, timeout_s: float) -> None: ...  # returns when an outcome may have arrived, or after timeout_s
+
     @property
     def lost(self) -> bool: ...
 

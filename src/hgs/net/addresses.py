@@ -15,8 +15,9 @@ import socket
 import threading
 import time
 
-from hgs.errors import HgsError, LookupFailed
+from hgs.box import threads
 from hgs.box.files import write_atomic
+from hgs.errors import HgsError, LookupFailed
 
 FILE_NAME = "addresses.json"
 RETRY_S = 30.0  # after a failed lookup, the kept address is used this long before asking again
@@ -89,23 +90,14 @@ class AddressBook:
     def _lookup_all(self, names):
         """Returns {name: [address] or LookupFailed}, asking for every name at once and waiting at
         most LOOKUP_WAIT_S: a dead DNS server must not cost the battery one timeout per host."""
+        done = threads.within(self.resolver, names, LOOKUP_WAIT_S)  # one still running is not waited for
         answers = {}
-
-        def ask(name):
-            try:
-                answers[name] = self.resolver(name)
-            except LookupFailed as err:
-                answers[name] = err
-
-        threads = [threading.Thread(target=ask, args=(n,), daemon=True) for n in names]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + LOOKUP_WAIT_S
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        done = dict(answers)  # a lookup still running may land later: not waited for
-        return {n: done.get(n, LookupFailed(f"{n} does not resolve (no answer within {LOOKUP_WAIT_S:g} s)"))
-                for n in names}
+        for n in names:
+            found = done.get(n, LookupFailed(f"{n} does not resolve (no answer within {LOOKUP_WAIT_S:g} s)"))
+            if isinstance(found, Exception) and not isinstance(found, LookupFailed):
+                found = LookupFailed(f"{n} does not resolve ({found})")
+            answers[n] = found
+        return answers
 
     def refresh(self, names):
         """Resolves every name now and keeps the answers; returns {name: why} of those that failed

@@ -11,8 +11,8 @@ import socket
 import subprocess
 from email.message import EmailMessage
 
-from hgs.errors import MailError
 from hgs.box.text import shown
+from hgs.errors import MailError
 
 
 def should_send(mail_settings, failed):

@@ -34,6 +34,7 @@ logging.getLogger("paramiko").propagate = False
 
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
+ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
 
 
@@ -132,6 +133,21 @@ class Stream:
             self.error = f"more than {self.max_bytes // (1024 * 1024)} MiB of output: cut"
             return b""
         return data
+
+    def wait(self, timeout_s):
+        """Blocks until output (or the end of the channel) arrives, at most ``timeout_s``. A
+        channel that has ended is never waited on with select (it would answer at once, forever):
+        that wait is a short sleep."""
+        timeout_s = max(0.0, timeout_s)
+        if self.error or self.channel.closed or self.channel.eof_received:
+            time.sleep(min(timeout_s, ENDED_WAIT_S))
+            return
+        if self.channel.recv_ready() or self.channel.recv_stderr_ready():
+            return
+        try:
+            select.select([self.channel], [], [], timeout_s)
+        except (OSError, ValueError):  # no descriptor to wait on: poll instead
+            time.sleep(min(timeout_s, ENDED_WAIT_S))
 
     @property
     def finished(self):

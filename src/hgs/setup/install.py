@@ -26,8 +26,8 @@ import stat
 import subprocess
 import tempfile
 
-from hgs.setup import hooks
 from hgs.errors import InstallError
+from hgs.setup import hooks
 
 BACKUP = ".hgs-backup"
 BEGIN = "# --- hgs begin (written by 'hgs install nut'; 'hgs install nut --uninstall' removes it) ---"

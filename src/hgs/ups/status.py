@@ -62,43 +62,43 @@ def leading_number(text):
     return float(match.group(1)), match.group(2).lower()
 
 
+# apcupsd's STATFLAG bits (apcupsd's statflag.h) as NUT's status words for the same thing
+STATFLAG_WORDS = ((0x200, "FSD"), (0x100, "COMMLOST"), (0x10, "OB"), (0x40, "LB"), (0x08, "OL"))
+APCUPSD_WORDS = {"COMMLOST": "COMMLOST", "ONBATT": "OB", "LOWBATT": "LB", "ONLINE": "OL"}
+
+
+def _state_of(words):
+    """Given NUT-style status words (FSD, COMMLOST, OB, LB, OL), returns the UpsState: a forced
+    shutdown wins (it is a latch), then lost contact, then on battery (low or not), then on line."""
+    if "FSD" in words:
+        return UpsState.FORCED_SHUTDOWN
+    if "COMMLOST" in words:
+        return UpsState.COMM_LOST
+    if "OB" in words:
+        return UpsState.LOW_BATTERY if "LB" in words else UpsState.ON_BATTERY
+    if "OL" in words:
+        return UpsState.ON_LINE
+    return UpsState.UNKNOWN
+
+
 def apcupsd_state(status_text, statflag_text=None):
     """Given apcupsd's STATUS (and STATFLAG) values, returns the UpsState; whole tokens only."""
     tokens = (status_text or "").split()
-    if tokens[:2] == ["SHUTTING", "DOWN"]:
-        return UpsState.FORCED_SHUTDOWN
-    if "COMMLOST" in tokens:
-        return UpsState.COMM_LOST
-    if "ONBATT" in tokens:
-        return UpsState.LOW_BATTERY if "LOWBATT" in tokens else UpsState.ON_BATTERY
-    if "ONLINE" in tokens:
-        return UpsState.ON_LINE
-    if not tokens and statflag_text:
-        try:
-            flags = int(statflag_text.split()[0], 16)
-        except (ValueError, IndexError):
-            return UpsState.UNKNOWN
-        if flags & 0x200:
-            return UpsState.FORCED_SHUTDOWN
-        if flags & 0x100:
-            return UpsState.COMM_LOST
-        if flags & 0x10:
-            return UpsState.LOW_BATTERY if flags & 0x40 else UpsState.ON_BATTERY
-        if flags & 0x08:
-            return UpsState.ON_LINE
-    return UpsState.UNKNOWN
+    if tokens:
+        words = {APCUPSD_WORDS[t] for t in tokens if t in APCUPSD_WORDS}
+        return _state_of(words | ({"FSD"} if tokens[:2] == ["SHUTTING", "DOWN"] else set()))
+    if not statflag_text:  # no STATUS: the STATFLAG bits say the same
+        return UpsState.UNKNOWN
+    try:
+        flags = int(statflag_text.split()[0], 16)
+    except (ValueError, IndexError):
+        return UpsState.UNKNOWN
+    return _state_of({word for bit, word in STATFLAG_WORDS if flags & bit})
 
 
 def nut_state(status_text):
     """Given NUT's ups.status value, returns the UpsState; FSD is a latch and wins."""
-    tokens = (status_text or "").split()
-    if "FSD" in tokens:
-        return UpsState.FORCED_SHUTDOWN
-    if "OB" in tokens:
-        return UpsState.LOW_BATTERY if "LB" in tokens else UpsState.ON_BATTERY
-    if "OL" in tokens:
-        return UpsState.ON_LINE
-    return UpsState.UNKNOWN
+    return _state_of(set((status_text or "").split()) - {"COMMLOST"})  # not a NUT word
 
 
 def _usable(value, name, text, daemon, address):

@@ -37,6 +37,10 @@ class Batch:
                 outcomes.append(kinds.outcome(vm_uuid, status, xe.classify(err) if status else None))
         return outcomes
 
+    def wait(self, timeout_s):
+        """Returns as soon as output arrives on the channel, or after ``timeout_s``."""
+        self.stream.wait(timeout_s)
+
     @property
     def lost(self):
         """True when the channel died before every call reported (the connection dropped)."""

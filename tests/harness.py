@@ -1,4 +1,4 @@
-"""Real daemons for the tests: apcupsd, NUT (dummy-ups + upsd), Postfix.
+"""The end-to-end harness: real daemons (apcupsd, NUT, Postfix) and the simulated site for the tests.
 
 Every process a test starts is tracked by its PID and stopped by that PID at the end; nothing
 is ever killed by name. A missing daemon is a test failure that says how to install it
