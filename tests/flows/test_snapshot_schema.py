@@ -208,3 +208,13 @@ def test_any_bytes_in_the_state_file_read_as_a_state_or_a_state_error(content):
             assert isinstance(StateFile(folder).read(), State)
         except StateError as err:
             assert f"{folder}/state.json" in str(err)
+
+
+def test_a_restore_refuses_a_newer_state_file_starts_nothing_and_leaves_it(site):
+    s = site()
+    run_outage(s)
+    text = _newer(s)
+    with pytest.raises(NewerStateError):
+        run_restore(s)
+    assert set(s.vm_states().values()) == {"halted"}
+    assert (s.tmp / "state" / "state.json").read_text() == text
