@@ -4,6 +4,7 @@ hgs's own error."""
 
 import dataclasses
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -144,7 +145,9 @@ KEYS = st.sampled_from(["schema", "version", "phase", "snapshot", "restore_pendi
                         "action", "shed", "master", "ha_was_enabled", "ha_srs", "executor", "config", "address",
                         "id", "command", "started", "ended", "failed", "outcome", "seconds"])
 RECORD = st.dictionaries(KEYS, JSON, max_size=6)
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# tests/flows alone: a quick look; tests/run (HGS_THOROUGH=1): the full fuzz
+FUZZ = settings(max_examples=300 if os.environ.get("HGS_THOROUGH") == "1" else 30, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ

@@ -133,11 +133,20 @@ def _records(cls, part, data, damaged):
     return out
 
 
+_FIELD_NAMES = {}  # dataclass -> its field names (asked at every save: thousands of records)
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _asdict(record):
-    return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    return {name: _plain(getattr(record, name)) for name in names}
 
 
 def _plain(value):
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, list):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
