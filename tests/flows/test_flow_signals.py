@@ -123,6 +123,7 @@ def test_a_signal_during_a_restore_stops_it_at_the_next_step_with_the_snapshot_k
     assert "hgs doshutdown" not in out  # a signal is not said to be hgs doshutdown
     [(subject, body)] = rig.mailer.sent
     assert subject.startswith("restore stopped") and said in body
+    assert f"stopped: {name} received" in subject and "power failed" not in subject  # it did not
     assert code == 0 and all(c.closed for c in rig.connections.values())
     assert SiteLock(rig.settings.paths.lock_dir).acquire()  # released
     assert {sig: signal.getsignal(sig) for sig in before} == before  # the handlers are given back

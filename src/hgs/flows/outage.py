@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 from hgs.errors import HgsError, HostKeyError, HypervisorError
 from hgs.flows import plan, shed
+from hgs.flows.base import Flow
 from hgs.flows.ports import (HALTED, RUNNING, SUSPENDED, Clock, Hypervisor, Kind, Prober, StateStore, Waker,
                              host_stages, match_config)
 from hgs.flows.snapshot import IDLE, SHUTTING_DOWN, SITE_DOWN, HostRecord, PoolRecord, Snapshot, State, VmRecord
@@ -107,16 +108,12 @@ class HostTrack:
     took: float | None = None
 
 
-class OutageFlow:
+class OutageFlow(Flow):
     def __init__(self, deps, report):
-        self.d = deps
-        self.report = report
-        self.log = deps.log
-        self.timings = deps.settings.timings
+        super().__init__(deps, report)  # plan_lines: filled by the budget
         self.pools = {}
         self.snapshot = None  # the Snapshot this run wrote
         self.running_now = {}  # what this run found running: the VMs to shut down (uuid -> VmRecord)
-        self.plan_lines = []  # the timeline a person reads (filled by the budget)
         self.outage_since = None  # wall time the current outage began (set by the confirmation)
         self.power_came_back = False  # the confirmation stopped because the power came back
         self.shedder = shed.ShedWait(self)

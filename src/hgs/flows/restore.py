@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hgs.errors import HgsError, RemoteFault, RemoteInterrupted, UpsError, WakeError
+from hgs.flows.base import Flow
 from hgs.flows.outage import POWER_POLL_S, TICK_S, names
 from hgs.flows.ports import RUNNING, SUSPENDED, Kind, host_stages
 from hgs.flows.snapshot import IDLE, RESTORING, SITE_DOWN, State
@@ -45,19 +46,16 @@ class PowerLost(Exception):
     """The UPS went back on battery during the restore, or hgs doshutdown came."""
 
 
-class RestoreFlow:
+class RestoreFlow(Flow):
     def __init__(self, deps, report):
-        self.d = deps
-        self.report = report
-        self.log = deps.log
-        self.timings = deps.settings.timings
+        super().__init__(deps, report)  # plan_lines: the steps this restore would take
+        self.stopped_by = None  # what asked the restore to stop when it was not the power (a signal)
         self.state = State()  # the state file's, once run() read it
         self.began = deps.clock.wall()
         self._stop = None  # the reason to stop, once there is one (it never goes away)
         self._read_at = None  # clock time of the last UPS reading
         self._check_lock = threading.Lock()  # SSH watchdogs ask too, from their own threads
         self._slow_probes = False
-        self.plan_lines = []  # the steps this restore would take (a dry run prints them)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -70,9 +68,17 @@ class RestoreFlow:
                 self._stop = self._look()
             return self._stop
 
+    def _stopped(self):
+        """The result of a restore that stopped with its snapshot kept."""
+        return f"stopped: {self.stopped_by}" if self.stopped_by else "stopped: power failed again"
+
     def _look(self):
-        if self.d.escalated():
-            return why if isinstance(why := self.d.escalated(), str) else "hgs doshutdown: this box is halting"
+        why = self.d.escalated()
+        if why:
+            if isinstance(why, str):  # the run says what asked it to stop (a signal)
+                self.stopped_by = why
+                return why
+            return "hgs doshutdown: this box is halting"
         if self.d.last_event("doshutdown", self.began) is not None:
             return "hgs doshutdown: this box is halting"
         if self.d.last_event("onbattery", self.began) is not None:
@@ -520,7 +526,7 @@ class RestoreFlow:
                          f"{len(snapshot.hosts)} host(s)")
         self.plan_lines = self.timeline(snapshot)
         if confirm and not self.confirm_power():
-            self.report.finish("stopped: power failed again")
+            self.report.finish(self._stopped())
             return self.report
         self.state.phase = RESTORING
         self._save()
@@ -537,7 +543,7 @@ class RestoreFlow:
             self.report.fact(f"restore stopped: {why}")
             self.state.phase = SITE_DOWN
             self._save()
-            self.report.finish("stopped: power failed again", failed=False)
+            self.report.finish(self._stopped(), failed=False)
             return self.report
         if missing:
             self.log.error("not running after %.0f s: %s", self.timings.verify_timeout_s, ", ".join(missing))
