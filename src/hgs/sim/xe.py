@@ -87,10 +87,14 @@ def _host_of(state, host_uuid):
     return state["hosts"].get(host_uuid) if host_uuid else None
 
 
+def _named(description=""):
+    """The fields every xe object has: uuid, name-label and name-description."""
+    return {"uuid": ("RO", lambda s, r: r["uuid"]), "name-label": ("RW", lambda s, r: r["name"]),
+            "name-description": ("RW", lambda s, r: description)}
+
+
 VM_FIELDS = {
-    "uuid": ("RO", lambda s, v: v["uuid"]),
-    "name-label": ("RW", lambda s, v: v["name"]),
-    "name-description": ("RW", lambda s, v: ""),
+    **_named(),
     "power-state": ("RO", lambda s, v: v["power_state"]),
     "resident-on": ("RO", lambda s, v: v["resident_on"] or "<not in database>"),
     "affinity": ("RW", lambda s, v: v.get("affinity") or "<not in database>"),
@@ -105,9 +109,7 @@ VM_FIELDS = {
 VM_DEFAULT = ("uuid", "name-label", "power-state")
 
 HOST_FIELDS = {
-    "uuid": ("RO", lambda s, h: h["uuid"]),
-    "name-label": ("RW", lambda s, h: h["name"]),
-    "name-description": ("RW", lambda s, h: "Default install"),
+    **_named("Default install"),
     "address": ("RO", lambda s, h: h["address"]),
     "enabled": ("RO", lambda s, h: _bool(h["enabled"])),
     "host-metrics-live": ("RO", lambda s, h: _bool(sitemod.host_phase(s, h) == "up")),
@@ -115,9 +117,7 @@ HOST_FIELDS = {
 HOST_DEFAULT = ("uuid", "name-label", "name-description")
 
 POOL_FIELDS = {
-    "uuid": ("RO", lambda s, p: p["uuid"]),
-    "name-label": ("RW", lambda s, p: p["name"]),
-    "name-description": ("RW", lambda s, p: ""),
+    **_named(),
     "master": ("RO", lambda s, p: p["master"]),
     "ha-enabled": ("RO", lambda s, p: _bool(p["ha_enabled"])),
     # xapi empties ha-statefiles when HA is disabled: read it before pool-ha-disable.
@@ -408,13 +408,20 @@ class Xe:
         on = call.params.get("on")
         self._each_selected(call, lambda state, u: partial(self._end_resume, u, self._begin_resume(state, u, on)))
 
-    def _begin_suspend(self, state, vm_uuid):
+    @staticmethod
+    def _free_vm(state, vm_uuid, expected):
+        """Returns (the VM, now) when it is in the ``expected`` power state with no operation
+        running on it; raises xapi's error otherwise."""
         vm = state["vms"][vm_uuid]
         now = sitemod.sim_now(state)
-        if vm["power_state"] != "running":
-            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
+        if vm["power_state"] != expected:
+            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), expected, vm["power_state"])
         if vm.get("busy") and (vm["busy_until"] or 0) > now:
             raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+        return vm, now
+
+    def _begin_suspend(self, state, vm_uuid):
+        vm, now = self._free_vm(state, vm_uuid, "running")
         if not vm["tools"]:
             raise XeFailure("VM_LACKS_FEATURE_SUSPEND", _vm_ref(vm))
         if state["pool"].get("suspend_sr", "default") == "":
@@ -425,16 +432,21 @@ class Xe:
         vm.update(busy="suspend", busy_until=until, busy_fails=False)
         return sitemod.real_seconds(state, until - now)
 
-    def _end_suspend(self, vm_uuid, wait_s):
+    def _after(self, wait_s, vm_uuid, finish):
+        """Waits ``wait_s`` outside the lock (the operation runs), then ``finish(state, vm)`` in a transaction."""
         self._sleep(wait_s)
         with self._tx() as state:
-            vm = state["vms"][vm_uuid]
+            finish(state, state["vms"][vm_uuid])
+
+    def _end_suspend(self, vm_uuid, wait_s):
+        def finish(state, vm):
             if state["pool"].get("suspend_sr_full"):  # the memory image did not fit: the VM runs on
                 vm.update(busy=None, busy_until=None)
                 raise XeFailure("SR_BACKEND_FAILURE_44", "")
             if vm["power_state"] != "running":  # forced, reset or powered off meanwhile
                 raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "running", vm["power_state"])
             vm.update(power_state="suspended", resident_on=None, busy=None, busy_until=None, busy_fails=False)
+        self._after(wait_s, vm_uuid, finish)
 
     def _begin_resume(self, state, vm_uuid, on):
         vm = state["vms"][vm_uuid]
@@ -447,11 +459,10 @@ class Xe:
         return sitemod.real_seconds(state, until - now)
 
     def _end_resume(self, vm_uuid, wait_s):
-        self._sleep(wait_s)
-        with self._tx() as state:
-            vm = state["vms"][vm_uuid]
+        def finish(state, vm):
             if vm["power_state"] == "suspended":
                 vm.update(power_state="running", resident_on=vm.get("busy_host"), busy=None, busy_until=None)
+        self._after(wait_s, vm_uuid, finish)
 
     def _each_selected(self, call, begin):
         """For each VM the call selects, one after another (--multiple: each awaited): runs
@@ -504,12 +515,7 @@ class Xe:
             raise XeFailure(*outcome)
 
     def _begin_start(self, state, vm_uuid, on):
-        vm = state["vms"][vm_uuid]
-        now = sitemod.sim_now(state)
-        if vm["power_state"] != "halted":
-            raise XeFailure("VM_BAD_POWER_STATE", _vm_ref(vm), "halted", vm["power_state"])
-        if vm.get("busy") and (vm["busy_until"] or 0) > now:
-            raise XeFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm["uuid"])
+        vm, now = self._free_vm(state, vm_uuid, "halted")
         target = self._start_host(state, vm, on)
         until = now + vm["start_s"]
         vm.update(busy="start", busy_until=until, busy_host=target, busy_fails=False)
