@@ -81,7 +81,7 @@ class _OpenSshDoor:
             LogLevel INFO
             ClientAliveInterval 5
             ClientAliveCountMax 2
-            SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin
+            SetEnv PATH={bin_dir}:/usr/bin:/bin:/usr/sbin:/sbin SHLVL=1
             """))
         name = address if port == 22 else f"[{address}]:{port}"
         self.known_hosts_line = f"{name} " + " ".join((host_key.with_suffix(".pub")).read_text().split()[:2])
