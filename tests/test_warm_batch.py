@@ -18,19 +18,32 @@ SCENARIO = {"time_scale": 50, "hosts": [{"name": "xen1", "mac": "02:00:00:00:00:
             "vms": [{"name": f"vm{i}", "shutdown_s": 10} for i in range(3)]}
 
 
+def open_site(tmp_path, scenario):
+    """Returns (site, its host's xe backend over real SSH, close)."""
+    site = SimSite(tmp_path / "site", scenario, front_door="openssh")
+    try:
+        path = tmp_path / "config.py"
+        path.write_text(site.config_text("{'daemon': 'apcupsd', 'address': '127.0.0.1:3551'}"))
+        path.chmod(0o600)
+        host = config.load(path).hosts[0]
+        hv, close = open_hypervisor(host, logging.getLogger("test.warm"), 5, 30)
+    except BaseException:
+        site.stop()
+        raise
+
+    def stop():
+        close()
+        site.stop()
+    return site, hv, stop
+
+
 @pytest.fixture
 def site(tmp_path):
-    site = SimSite(tmp_path / "site", SCENARIO, front_door="openssh")
-    path = tmp_path / "config.py"
-    path.write_text(site.config_text("{'daemon': 'apcupsd', 'address': '127.0.0.1:3551'}"))
-    path.chmod(0o600)
-    host = config.load(path).hosts[0]
-    hv, close = open_hypervisor(host, logging.getLogger("test.warm"), 5, 30)
+    site, hv, stop = open_site(tmp_path, SCENARIO)
     try:
         yield site, hv
     finally:
-        close()
-        site.stop()
+        stop()
 
 
 def finish(batch, timeout_s=20):
@@ -92,3 +105,28 @@ def test_a_shell_never_given_a_batch_runs_nothing(site, tmp_path):
     time.sleep(0.5)
     assert set(site.vm_states().values()) == {"running"}
     assert not [c for c in site.store.calls() if c["argv"] and c["argv"][0] == "vm-shutdown"]
+
+
+def test_a_large_batch_runs_in_a_few_shells_side_by_side_and_a_dead_one_is_seen(tmp_path):
+    scenario = dict(SCENARIO, vms=[{"name": f"vm{i:03d}", "shutdown_s": 10} for i in range(250)])
+    site, hv, stop = open_site(tmp_path, scenario)
+    try:
+        uuids = sorted(vm.uuid for vm in hv.vms(running_only=True))
+        batch = hv.shutdown_vms(uuids, force=True)
+        assert len(batch.parts) == 3 and sorted(u for _, part in batch.parts for u in part) == uuids
+        assert finish(batch) == dict.fromkeys(uuids, Kind.DONE)  # each VM's outcome once, from its shell
+        assert set(site.vm_states().values()) == {"halted"}
+
+        again = hv.start_vms(uuids)
+        first, first_uuids = again.parts[0]
+        first.channel.close()  # one shell's channel dies before its VMs answered
+        deadline = time.monotonic() + 20
+        while again.pending - first_uuids and time.monotonic() < deadline:
+            again.wait(0.25)
+            again.poll()
+        assert again.pending & first_uuids, "the closed shell answered before it was closed"
+        assert again.lost  # its VMs are pending: the flow starts them again
+        assert not (again.pending - first_uuids)  # the other shells answered every VM of theirs
+        again.close()
+    finally:
+        stop()

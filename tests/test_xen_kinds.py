@@ -44,7 +44,7 @@ def test_a_batch_reports_outcomes_in_hgs_words():
     lines = [result_line(VM, 0), result_line(other, 1, XeFailure("VM_LACKS_FEATURE", other).text()),
              result_line(unknown, 1, "Something xapi has never said before\n")]
     stream = SimpleNamespace(lines=lambda: lines, lost=False, close=lambda: None)
-    outcomes = {o.uuid: o for o in Batch(stream, [VM, other, unknown]).poll()}
+    outcomes = {o.uuid: o for o in Batch([(stream, [VM, other, unknown])]).poll()}
     assert outcomes[VM].ok and outcomes[VM].kind == Kind.DONE
     assert outcomes[other].kind == Kind.NO_TOOLS and outcomes[other].message == "VM_LACKS_FEATURE"
     assert not outcomes[other].unexpected  # a refusal hgs knows: the VM's outcome only

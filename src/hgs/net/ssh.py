@@ -100,6 +100,23 @@ class Result:
         return f"Result({self.status}, {self.stdout[:60]!r}, {self.stderr[:60]!r})"
 
 
+def wait_any(streams, timeout_s):
+    """Blocks until output (or the end of a channel) arrives on any of ``streams``, at most
+    ``timeout_s``. A channel that has ended is never waited on with select (it would answer at
+    once, forever): when every channel has ended, the wait is a short sleep."""
+    timeout_s = max(0.0, timeout_s)
+    if any(s.channel.recv_ready() or s.channel.recv_stderr_ready() for s in streams if not s.error):
+        return
+    live = [s.channel for s in streams if not (s.error or s.channel.closed or s.channel.eof_received)]
+    if not live:
+        time.sleep(min(timeout_s, ENDED_WAIT_S))
+        return
+    try:
+        select.select(live, [], [], timeout_s)
+    except (OSError, ValueError):  # no descriptor to wait on: poll instead
+        time.sleep(min(timeout_s, ENDED_WAIT_S))
+
+
 class Stream:
     """A running remote command whose stdout is read line by line as it arrives."""
 
@@ -136,19 +153,8 @@ class Stream:
         return data
 
     def wait(self, timeout_s):
-        """Blocks until output (or the end of the channel) arrives, at most ``timeout_s``. A
-        channel that has ended is never waited on with select (it would answer at once, forever):
-        that wait is a short sleep."""
-        timeout_s = max(0.0, timeout_s)
-        if self.error or self.channel.closed or self.channel.eof_received:
-            time.sleep(min(timeout_s, ENDED_WAIT_S))
-            return
-        if self.channel.recv_ready() or self.channel.recv_stderr_ready():
-            return
-        try:
-            select.select([self.channel], [], [], timeout_s)
-        except (OSError, ValueError):  # no descriptor to wait on: poll instead
-            time.sleep(min(timeout_s, ENDED_WAIT_S))
+        """Blocks until output (or the end of the channel) arrives, at most ``timeout_s``."""
+        wait_any([self], timeout_s)
 
     @property
     def finished(self):
@@ -159,7 +165,9 @@ class Stream:
         if self.error:
             return True
         transport = self.channel.get_transport()
-        return self.channel.closed and not self.channel.exit_status_ready() or not (transport and transport.is_active())
+        # a closed channel without a real exit status (-1: none came, or a signal) died under its command
+        ended_badly = self.channel.closed and (not self.channel.exit_status_ready() or self.channel.exit_status == -1)
+        return ended_badly or not (transport and transport.is_active())
 
     def close(self):
         try:

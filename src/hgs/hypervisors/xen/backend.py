@@ -6,10 +6,11 @@ and HypervisorError kinds (mapped from xapi's codes in ``hgs.hypervisors.xen.kin
 dry-run twin that wraps it is ``hgs.hypervisors.rehearsal.DryRunHypervisor``.
 """
 
+from hgs.box import threads
 from hgs.errors import HgsError, XeCallError, XeMissing
 from hgs.flows.ports import HostInfo, Outcome, PoolInfo, VmInfo  # noqa: F401 (the port's data, re-exported)
 from hgs.hypervisors.xen import kinds, xe
-from hgs.net.ssh import SHELL, ConnectionLost, RemoteTimeout, command_line
+from hgs.net.ssh import SHELL, ConnectionLost, RemoteTimeout, Stream, command_line, wait_any
 
 
 def _int(text, default=0):
@@ -22,35 +23,46 @@ def _int(text, default=0):
 WARM_SHELLS = 3  # after the confirmation: the fresh power-state read, pool-ha-disable, the first batch
 
 
-class Batch:
-    """Parallel xe calls in one channel (the port's Batch); ``poll()`` returns the Outcomes
-    that arrived since."""
+BATCH_VMS = 100  # a batch of more VMs than this is split over several shells, side by side
+BATCH_SHELLS = 4  # at most (sshd's MaxSessions is 10 by default: the polls and sends need theirs)
 
-    def __init__(self, stream, uuids):
-        self.stream = stream
-        self.pending = set(uuids)
+
+class Batch:
+    """Parallel xe calls in one or a few channels (the port's Batch): ``parts`` pairs each
+    channel's Stream with the uuids it runs; ``poll()`` returns the Outcomes that arrived since."""
+
+    def __init__(self, parts):
+        self.parts = [(stream, set(uuids)) for stream, uuids in parts]
+        self.pending = set().union(*(uuids for _, uuids in self.parts))
+
+    @property
+    def stream(self):
+        """The first channel's Stream."""
+        return self.parts[0][0]
 
     def poll(self):
         outcomes = []
-        for line in self.stream.lines():
-            parsed = xe.parse_result_line(line)
-            if parsed and parsed[0] in self.pending:
-                vm_uuid, status, err = parsed
-                self.pending.discard(vm_uuid)
-                outcomes.append(kinds.outcome(vm_uuid, status, xe.classify(err) if status else None))
+        for stream, uuids in self.parts:
+            for line in stream.lines():
+                parsed = xe.parse_result_line(line)
+                if parsed and parsed[0] in uuids and parsed[0] in self.pending:
+                    vm_uuid, status, err = parsed
+                    self.pending.discard(vm_uuid)
+                    outcomes.append(kinds.outcome(vm_uuid, status, xe.classify(err) if status else None))
         return outcomes
 
     def wait(self, timeout_s):
-        """Returns as soon as output arrives on the channel, or after ``timeout_s``."""
-        self.stream.wait(timeout_s)
+        """Returns as soon as output arrives on a channel, or after ``timeout_s``."""
+        wait_any([stream for stream, _ in self.parts], timeout_s)
 
     @property
     def lost(self):
-        """True when the channel died before every call reported (the connection dropped)."""
-        return bool(self.pending) and self.stream.lost
+        """True when a channel died before every call it runs reported (the connection dropped)."""
+        return any(stream.lost and uuids & self.pending for stream, uuids in self.parts)
 
     def close(self):
-        self.stream.close()
+        for stream, _ in self.parts:
+            stream.close()
 
 
 class Hypervisor:
@@ -205,15 +217,34 @@ class Hypervisor:
         self.connection.warm(WARM_SHELLS)
 
     def _launch(self, commands):
-        """Starts [(uuid, argv)] in parallel in one channel; returns a Batch."""
+        """Starts [(uuid, argv)] in parallel: one shell, or for a large batch a few side by side
+        (one shell forks every call in turn: hundreds are late by the time the last starts);
+        returns a Batch. A shell that cannot be started stops the others and raises."""
         self.calls += len(commands)
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
-        script = xe.batch_script(self.host.xe_path, commands)
-        # the script goes on stdin: a thousand calls do not fit in one SSH exec request
-        stream = self.connection.start(SHELL, stdin=script,
-                                       timeout_s=self.xe_timeout_s)
-        return Batch(stream, [u for u, _ in commands])
+        shells = min(BATCH_SHELLS, -(-len(commands) // BATCH_VMS)) or 1
+        size = -(-len(commands) // shells) or 1
+        chunks = [commands[i:i + size] for i in range(0, len(commands), size)] or [[]]
+
+        def start(chunk):
+            # the script goes on stdin: a thousand calls do not fit in one SSH exec request
+            return self.connection.start(SHELL, stdin=xe.batch_script(self.host.xe_path, chunk),
+                                         timeout_s=self.xe_timeout_s)
+
+        if len(chunks) == 1:
+            return Batch([(start(chunks[0]), [u for u, _ in chunks[0]])])
+        started = threads.within(lambda index: start(chunks[index]), range(len(chunks)), self.xe_timeout_s + 5)
+        streams = [started.get(index) for index in range(len(chunks))]
+        failed = next((s for s in streams if not isinstance(s, Stream)), None)
+        if failed is not None or None in streams:
+            for stream in streams:
+                if isinstance(stream, Stream):
+                    stream.close()
+            if isinstance(failed, Exception):
+                raise failed
+            raise RemoteTimeout(f"{self.host.name}: the batch's shells did not start in time")
+        return Batch([(stream, [u for u, _ in chunk]) for stream, chunk in zip(streams, chunks)])
 
 
     def describe(self, change, *args, **kwargs):
