@@ -49,6 +49,11 @@ class UnsafeTrustFile(HostKeyError):
     not retried, with the command that fixes it."""
 
 
+class ChannelRefused(RemoteError):
+    """The host refused a new channel on a live connection (its sshd's MaxSessions): the
+    command never started."""
+
+
 class RemoteTimeout(RemoteError):
     """A command did not finish within its deadline (the channel is closed)."""
 

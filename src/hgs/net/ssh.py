@@ -25,7 +25,7 @@ import time
 
 from hgs.box import permissions
 from hgs.errors import (
-    ConnectionLost, HostKeyError, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout,
+    ChannelRefused, ConnectionLost, HostKeyError, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout,
     UnsafeTrustFile)
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
@@ -34,6 +34,7 @@ logging.getLogger("paramiko").propagate = False
 
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
+CHANNEL_RETRY_S = 0.05  # a channel the host refused is asked for again this often
 SHELL = "sh -s"  # a shell reading its script from stdin (batches, warmed-up shells)
 ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
@@ -365,14 +366,25 @@ class Connection:
         import paramiko
 
         transport = self.connect()
-        timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
-        with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
-            try:
-                return transport.open_session(timeout=timeout_s)
-            except (paramiko.SSHException, EOFError, OSError) as err:
-                if watch.fired == "interrupted":
-                    raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: {self._reason()}") from None
-                raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+        while True:
+            timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
+            with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
+                try:
+                    return transport.open_session(timeout=timeout_s)
+                except paramiko.ChannelException as err:  # refused, not lost: sshd's MaxSessions, say
+                    refused = err
+                except (paramiko.SSHException, EOFError, OSError) as err:
+                    if watch.fired == "interrupted":
+                        raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
+                                                f"{self._reason()}") from None
+                    raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+            # the command never started: try again as the host's other sessions end, until the deadline
+            if time.monotonic() + CHANNEL_RETRY_S >= deadline:
+                raise ChannelRefused(f"{self.where}: the host refused a new channel ({refused}; too many at "
+                                     "once for its sshd's MaxSessions?)")
+            if _interrupted(self.interrupt):
+                raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: {self._reason()}")
+            time.sleep(CHANNEL_RETRY_S)
 
     def start(self, command, stdin=None, timeout_s=None):
         """Starts ``command`` (a string hgs built) in a new channel, feeding it ``stdin`` (text)
