@@ -252,6 +252,12 @@ def bench_outage(scenario, front_door, folder, confirm_s):
         stop = max(c["t"] for c in calls if c["argv"][0] == "host-disable")
         reads = [c for c in calls if c["argv"][0] == "vm-list" and start <= c["t"] <= stop]
         figures["reads_per_poll"] = len(reads) / max(1, int(stop - start))
+        if figures["ratio"] > 2:  # far off: keep what happened for a person to read
+            keep = Path(tempfile.gettempdir()) / f"hgs-bench-slow-{int(time.time())}.log"
+            keep.write_text("\n".join(f"{t - result['start']:8.3f} {line}" for t, line in run.lines) + "\n\n"
+                            + "\n".join(f"{c['t'] - result['start']:8.3f} xe on {c.get('host')}: {' '.join(c['argv'])}"
+                                        for c in calls if c["argv"][0].startswith("host-")) + "\n")
+            print(f"a run {figures['ratio']:.2f} x its bound: its log is kept in {keep}", file=sys.stderr)
         return figures
     finally:
         run.stop()

@@ -177,3 +177,17 @@ def test_an_exception_from_the_ups_reader_never_stops_the_flow(site):
     assert s.host_powers() == ALL_OFF
     assert f"injected bug #{reads[-1]} in ups-read" in report.summary()
     assert f"injected bug #{reads[1]} in ups-read" in report.summary()
+
+
+def test_a_session_that_drops_on_the_master_under_a_members_shutdown_is_not_taken_for_sent(site):
+    # the master's connection drops under member1's host-shutdown before it ran: the master is
+    # not the host going down, so member1 is sent down through itself at once, not 60 s later
+    at = position(site, "host-shutdown", "master")
+    s = site(plan={at: "lost"})
+    flow, report, mailer, code = run_outage(s)
+    assert s.host_powers() == ALL_OFF, report.summary()
+    dropped = next(t for t, where, call, _, result in s.log_calls if call == "host-shutdown" and result == "fault: lost")
+    member = next(h for h in s.hosts.values() if h.name != "master" and h.shutdown_calls
+                  and h.shutdown_calls[0] - dropped < 5)
+    assert member.shutdown_calls[0] - dropped < 5  # sent through itself right away
+    assert "not the host going down" in s.log.text()

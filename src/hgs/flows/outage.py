@@ -743,20 +743,32 @@ class OutageFlow(Flow):
         """One attempt to send ``host`` down, through its pool's master first, then the host
         itself. Returns True when sent; a failure is recorded on the host, never raised."""
         routes = self._routes(host.pool, host.info.uuid)
+        own = self.pools[host.pool].config.get(host.info.uuid)
         host.attempts += 1
-        for name in routes[:2]:
+        unsure = None  # a session that dropped under the call on ANOTHER host: it may never have run
+        for index, name in enumerate(routes[:2]):
             try:
                 sent = self._send_via(name, host)
             except Exception as err:  # this host's error is this host's alone
                 host.errors.append(err)
                 self.log.warning("%s: host-shutdown not sent through %s: %s", host.info.name, name, describe(err))
                 continue
-            host.sent = sent if host.sent is None else f"{host.sent}; sent again: {sent}"
-            host.sent_at = self.d.clock.now()
-            self.log.info("%s: host-disable and host-shutdown %s", host.info.name, sent)
-            return True
+            if sent != "sent" and (own is None or name != own.name) and index + 1 < len(routes[:2]):
+                self.log.warning("%s: host-shutdown through %s: %s, and %s is not the host going down: sent "
+                                 "through the host itself too", host.info.name, name, sent, name)
+                unsure = f"{sent} through {name}"
+                continue
+            return self._sent(host, sent if unsure is None else f"{sent} (earlier: {unsure})")
+        if unsure is not None:
+            return self._sent(host, unsure)
         host.next_try = self.d.clock.now() + SEND_RETRY_S
         return False
+
+    def _sent(self, host, sent):
+        host.sent = sent if host.sent is None else f"{host.sent}; sent again: {sent}"
+        host.sent_at = self.d.clock.now()
+        self.log.info("%s: host-disable and host-shutdown %s", host.info.name, sent)
+        return True
 
     def shutdown_hosts(self, b):
         """Members first, the masters last; each host on its own. A host whose host-shutdown
