@@ -692,6 +692,15 @@ class FakeHypervisor:
 
 # -- running a flow the way the commands do -------------------------------------------------
 
+def accepted(s, call):
+    """Returns {target: first virtual time ``call`` was accepted for it}."""
+    out = {}
+    for t, _, c, args, result in s.log_calls:
+        if c == call and result == "ok":
+            out.setdefault(args[0], t)
+    return out
+
+
 def run_outage(site, confirm=True, escalated=lambda: False, events=None, flow_class=None):
     """Runs the outage flow against ``site`` and mails its report as the commands do;
     returns (flow, report, mailer, exit code)."""

@@ -1,16 +1,7 @@
 """hgs doshutdown's forced flow in virtual time: every host sent down within the bound, the
 master right after the members (never waiting for them to go quiet)."""
 
-from flowfakes import run_outage
-
-
-def accepted(s, call):
-    """Returns {target: first virtual time ``call`` was accepted for it}."""
-    out = {}
-    for t, _, c, args, result in s.log_calls:
-        if c == call and result == "ok":
-            out.setdefault(args[0], t)
-    return out
+from flowfakes import accepted, run_outage
 
 
 def test_the_master_is_sent_down_right_after_the_members_even_when_they_are_slow_to_go_quiet(site):

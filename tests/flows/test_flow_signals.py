@@ -20,8 +20,10 @@ from hgs.commands.flowrun import run_flow
 from hgs.flows.snapshot import Snapshot
 
 try:
+    from .flowfakes import accepted
     from .restore_fakes import FakeStateFile, Site, site_down_state
 except ImportError:  # tests/flows is not a package
+    from flowfakes import accepted
     from restore_fakes import FakeStateFile, Site, site_down_state
 
 STOP_BOUND_S = 3.0  # from the signal to the restore's return, on the flow's clock
@@ -148,15 +150,6 @@ def test_an_error_the_flow_did_not_expect_is_in_the_mail_and_the_exit_code_not_a
     assert "FAILED" in subject and "FAULT: the restore flow: KeyError: 'pools'" in body
     assert all(c.closed for c in rig.connections.values())
     assert SiteLock(rig.settings.paths.lock_dir).acquire()
-
-
-def accepted(s, call):
-    """Returns {target: first virtual time ``call`` was accepted for it}."""
-    out = {}
-    for t, _, c, args, result in s.log_calls:
-        if c == call and result == "ok":
-            out.setdefault(args[0], t)
-    return out
 
 
 class FakeOutageRun(wiring.LiveRun):

@@ -153,10 +153,6 @@ class Stream:
             return b""
         return data
 
-    def wait(self, timeout_s):
-        """Blocks until output (or the end of the channel) arrives, at most ``timeout_s``."""
-        wait_any([self], timeout_s)
-
     @property
     def finished(self):
         return self.channel.exit_status_ready() and not self.channel.recv_ready()

@@ -223,8 +223,8 @@ class Hypervisor:
         self.calls += len(commands)
         for vm_uuid, argv in commands:
             self.log.debug("%s: xe %s (batch)", self.host.name, " ".join(argv))
-        shells = min(BATCH_SHELLS, -(-len(commands) // BATCH_VMS)) or 1
-        size = -(-len(commands) // shells) or 1
+        shells = max(1, min(BATCH_SHELLS, -(-len(commands) // BATCH_VMS)))
+        size = max(1, -(-len(commands) // shells))
         chunks = [commands[i:i + size] for i in range(0, len(commands), size)] or [[]]
 
         def start(chunk):
@@ -235,15 +235,13 @@ class Hypervisor:
         if len(chunks) == 1:
             return Batch([(start(chunks[0]), [u for u, _ in chunks[0]])])
         started = threads.within(lambda index: start(chunks[index]), range(len(chunks)), self.xe_timeout_s + 5)
-        streams = [started.get(index) for index in range(len(chunks))]
-        failed = next((s for s in streams if not isinstance(s, Stream)), None)
-        if failed is not None or None in streams:
+        streams = [started.get(index) for index in range(len(chunks))]  # None: still starting
+        if not all(isinstance(stream, Stream) for stream in streams):
             for stream in streams:
                 if isinstance(stream, Stream):
                     stream.close()
-            if isinstance(failed, Exception):
-                raise failed
-            raise RemoteTimeout(f"{self.host.name}: the batch's shells did not start in time")
+            raise next((s for s in streams if isinstance(s, Exception)),
+                       RemoteTimeout(f"{self.host.name}: the batch's shells did not start in time"))
         return Batch([(stream, [u for u, _ in chunk]) for stream, chunk in zip(streams, chunks)])
 
 
