@@ -106,3 +106,15 @@ def test_ups_comm_lost_with_the_default_policy_touches_nothing(site):
     s = site(ups_script=[(0.0, "COMMLOST")])
     flow, report, mailer, code = run_outage(s, events=[(s.clock.wall() - 1, "onbattery")])
     assert report.result == "stopped: outage not confirmed" and s.changes() == []
+
+
+def test_the_host_stage_follows_the_groups_last_vm_at_once(site):
+    scenario = {"hosts": ["master", "member1"],
+                "vms": [("a", "member1", 0, True, 2.0, False), ("b", "member1", 0, True, 7.5, False),
+                        ("c", "master", 0, True, 4.0, False)]}
+    s = site(scenario=scenario, stop_last=())
+    flow, report, mailer, code = run_outage(s)
+    assert code == 0, report.summary()
+    last_halt = max(vm.halt_at for vm in s.vms.values())
+    disables = [t for t, _, call, _, result in s.log_calls if call == "host-disable" and result == "ok"]
+    assert disables and 0 <= min(disables) - last_halt < 0.05  # no wait once the group's last outcome is in

@@ -36,7 +36,7 @@ HA_ATTEMPTS = 3  # pool-ha-disable is sent up to this often
 SEND_RETRY_S = 2.0  # a host-shutdown that could not be sent is tried again this often, to the host deadline
 ESCALATED_SENDS = 3  # escalated: attempts per host before the next stage is sent
 UP_PROBE_S = 0.15  # a host that still answers is probed this often, so its silence is seen at once
-PROBE_MARGIN_S = 0.05  # the last probe of a silent host ends this much after its silence is complete
+PROBE_MARGIN_S = 0.02  # the last probe of a silent host ends this much after its silence is complete
 
 
 def describe(err):
@@ -581,6 +581,8 @@ class OutageFlow(Flow):
         """Waits for the next outcome of the group's one open batch, or until ``until`` (the next
         deadline or power poll), at most WAIT_CAP_S (escalation is looked at between waits).
         With several open batches, or none, it sleeps one tick."""
+        if all(t.done for t in tracks.values()):
+            return  # the group is over: its last outcome came in this round
         clock = self.d.clock
         wait_s = min(until - clock.now(), WAIT_CAP_S)
         open_batches = [batch for batch, _ in batches if batch.pending]
