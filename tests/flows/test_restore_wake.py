@@ -130,3 +130,20 @@ def test_ha_is_turned_back_on_without_a_heartbeat_sr_when_none_was_learned():
     assert report.result == "site restored" and not report.failed, report.summary()
     assert site.ha == [[]]  # pool-ha-enable with no heartbeat-sr-uuids: xapi picks the statefile SR
     assert "pool HA turned back on (statefile SR picked by xapi)" in report.summary()
+
+
+def test_a_slow_start_in_one_pool_never_holds_up_another_pools_vms():
+    site = Site(vms=[("hung", 1, 0, "master", 100.0), ("quick", 1, 0, "member1", 5.0)])  # "hung" is sent first
+    snapshot = site.snapshot()
+    other = "33333333-0000-0000-0000-000000000000"  # member1 is a standalone host: a pool of its own
+    member1 = next(u for u, h in snapshot["hosts"].items() if h["name"] == "member1")
+    snapshot["pools"][other] = {"master": member1, "ha_was_enabled": False, "ha_srs": [], "executor": "member1"}
+    snapshot["hosts"][member1].update(pool=other, master=True)
+    quick = next(u for u, v in snapshot["vms"].items() if v["name"] == "quick")
+    snapshot["vms"][quick]["pool"] = other
+    flow, report, _ = run_restore(site, snapshot)
+    assert report.result == "site restored", report.summary()
+    starts = {host: t for t, host, what in site.calls if what == "vm-start batch"}
+    assert set(starts) == {"master", "member1"} and abs(starts["member1"] - starts["master"]) < 1.0
+    took = {vm.name: vm.seconds for vm in report.vms}
+    assert took["quick"] < 10 < 100 <= took["hung"]  # reported when it ran, not after the other pool's start

@@ -368,55 +368,69 @@ class RestoreFlow(Flow):
                 self.report.vm(vm.name, "NOT STARTED", None, "no host of its pool is up", failed=True)
                 continue
             by_executor.setdefault(executor, []).append(vm)
-        for executor, vms in by_executor.items():
-            hv = self.d.hypervisors[executor]
-            try:
-                states = hv.power_states()
-            except RemoteFault as err:
-                self._cut(err)
-                states = {}
-                self.log.warning("cannot read the VM power states: %s", err)
-            to_start = []
-            for vm in vms:
-                power = states.get(vm.uuid)
-                if states and power is None:
-                    self.report.vm(vm.name, "no longer exists", None, "not in xe vm-list: reported, not started")
-                    self.log.warning("%s: no longer exists on the pool; not started", vm.name)
-                elif power == RUNNING:
-                    self.report.vm(vm.name, "already running", 0.0, "xapi auto power-on or started by hand")
-                else:
-                    to_start.append(vm)
-            if not to_start:
-                continue
-            # a VM hgs suspended is resumed (its memory comes back), any other started
-            # (power states unread: the snapshot says which VMs hgs suspended)
-            suspended = {vm.uuid for vm in to_start if states.get(vm.uuid) == SUSPENDED
-                         or (not states and vm.action == "suspend")}
-            try:
-                batch = hv.start_vms([vm.uuid for vm in to_start], resume=suspended)
-            except HgsError as err:
-                self._cut(err)
-                for vm in to_start:
-                    self.report.vm(vm.name, "NOT STARTED", None, str(err), failed=True)
-                continue
-            names = {vm.uuid: vm.name for vm in to_start}
-            deadline = start + self.timings.vm_start_timeout_s
-            try:
-                while batch.pending and clock.now() < deadline and not batch.lost:
-                    self._power_ok()
+        # every pool's starts are sent first, then awaited together: a pool whose VM hangs in
+        # vm-start never holds up another pool's (or standalone host's) VMs
+        launched = []  # (batch, {uuid: name}, resumed uuids)
+        deadline = start + self.timings.vm_start_timeout_s
+        try:
+            for executor, vms in by_executor.items():
+                started = self._launch_starts(executor, vms)
+                if started is not None:
+                    launched.append(started)
+            while any(b.pending and not b.lost for b, _, _ in launched) and clock.now() < deadline:
+                self._power_ok()
+                for batch, vm_names, resumed in launched:
                     for outcome in batch.poll():
-                        self._start_outcome(names[outcome.uuid], outcome, clock.now() - start,
-                                            outcome.uuid in suspended)
-                    clock.sleep(TICK_S)
-            except PowerLost:
+                        self._start_outcome(vm_names[outcome.uuid], outcome, clock.now() - start,
+                                            outcome.uuid in resumed)
+                clock.sleep(TICK_S)
+        except PowerLost:
+            for batch, _, _ in launched:
                 batch.close()  # the starts already sent go on in xapi; the snapshot still lists them
-                raise
+            raise
+        for batch, vm_names, resumed in launched:
             for outcome in batch.poll():
-                self._start_outcome(names[outcome.uuid], outcome, clock.now() - start, outcome.uuid in suspended)
+                self._start_outcome(vm_names[outcome.uuid], outcome, clock.now() - start, outcome.uuid in resumed)
             for vm_uuid in sorted(batch.pending):
                 why = "the connection dropped" if batch.lost else f"not running within {self.timings.vm_start_timeout_s:.0f} s"
-                self.report.vm(names[vm_uuid], "NOT CONFIRMED", clock.now() - start, why)
+                self.report.vm(vm_names[vm_uuid], "NOT CONFIRMED", clock.now() - start, why)
             batch.close()
+
+    def _launch_starts(self, executor, vms):
+        """Reads the power states of ``vms`` through ``executor`` and sends vm-start (vm-resume
+        for a VM hgs suspended) for those not running; returns (batch, {uuid: name}, the
+        resumed uuids), or None when nothing was sent (each VM's outcome is reported)."""
+        hv = self.d.hypervisors[executor]
+        try:
+            states = hv.power_states()
+        except RemoteFault as err:
+            self._cut(err)
+            states = {}
+            self.log.warning("cannot read the VM power states: %s", err)
+        to_start = []
+        for vm in vms:
+            power = states.get(vm.uuid)
+            if states and power is None:
+                self.report.vm(vm.name, "no longer exists", None, "not in xe vm-list: reported, not started")
+                self.log.warning("%s: no longer exists on the pool; not started", vm.name)
+            elif power == RUNNING:
+                self.report.vm(vm.name, "already running", 0.0, "xapi auto power-on or started by hand")
+            else:
+                to_start.append(vm)
+        if not to_start:
+            return None
+        # a VM hgs suspended is resumed (its memory comes back), any other started
+        # (power states unread: the snapshot says which VMs hgs suspended)
+        suspended = {vm.uuid for vm in to_start if states.get(vm.uuid) == SUSPENDED
+                     or (not states and vm.action == "suspend")}
+        try:
+            batch = hv.start_vms([vm.uuid for vm in to_start], resume=suspended)
+        except HgsError as err:
+            self._cut(err)
+            for vm in to_start:
+                self.report.vm(vm.name, "NOT STARTED", None, str(err), failed=True)
+            return None
+        return batch, {vm.uuid: vm.name for vm in to_start}, suspended
 
     def _start_outcome(self, name, outcome, took, resumed=False):
         if outcome.kind == Kind.DONE:
