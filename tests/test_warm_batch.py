@@ -4,6 +4,8 @@ the batch they are given exactly as fresh channels do, run nothing when never gi
 shell that is gone is replaced by a fresh channel."""
 
 import logging
+import os
+import signal
 import threading
 import time
 
@@ -150,3 +152,46 @@ def test_a_channel_the_host_refuses_is_asked_again_and_never_taken_for_a_sent_co
     assert not [c for c in site.store.calls() if c["argv"] and c["argv"][0] == "host-shutdown"]
     for spare in spares + [tenth]:
         spare.close()
+
+
+def test_a_batch_whose_shell_is_killed_is_lost_and_its_vms_stay_pending(tmp_path):
+    """The host's shell dies under the batch (killed, out of memory): sshd closes the channel
+    with a signal, not an exit status. Its VMs have not reported: the batch is lost, so the
+    flow sends them again, instead of waiting for outcomes that never come."""
+    from hgs.sim.lab import _process_table, _tree
+
+    scenario = dict(SCENARIO, time_scale=1, vms=[{"name": f"vm{i}", "shutdown_s": 600} for i in range(3)])
+    site, hv, stop = open_site(tmp_path, scenario)
+    try:
+        uuids = sorted(vm.uuid for vm in hv.vms(running_only=True))
+        batch = hv.shutdown_vms(uuids)
+        door = site.doors["xen1"]
+        deadline = time.monotonic() + 10
+        while len(site.store.calls()) < 4 and time.monotonic() < deadline:  # vm-list + the 3 shutdowns
+            time.sleep(0.05)
+        parents, _ = _process_table()
+        shells = [p for p in _tree(door.proc.pid, parents)  # the batch's shell (not its forks)
+                  if _cmdline(p) == ["sh", "-s"] and _cmdline(parents[p]) != ["sh", "-s"]]
+        assert len(shells) == 1
+        under = [p for p in _tree(shells[0], parents) if p != shells[0]]
+        for pid in [shells[0]] + under:  # the shell and what it started, by PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while not batch.lost and time.monotonic() < deadline:
+            batch.wait(0.25)
+            assert batch.poll() == []
+        assert batch.lost and batch.pending == set(uuids)
+        batch.close()
+    finally:
+        stop()
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
