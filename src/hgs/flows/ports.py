@@ -145,7 +145,8 @@ class Hypervisor(Protocol):
     # its arguments) would run, in the backend's own words, for the dry-run twin's log
 
 
-READS = ("name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs", "warm_up")
+READS = ("name", "pool", "hosts", "vms", "power_states", "ha_statefile_srs")
+PREPARES = ("warm_up",)  # readies a later call; neither reads the site nor changes it
 OPTIONAL = ("describe",)
 CHANGES = ("disable_ha", "enable_ha", "disable_host", "enable_host", "shutdown_host", "reset_powerstate",
            "shutdown_vms", "suspend_vms", "start_vms")
