@@ -127,6 +127,7 @@ def test_a_large_batch_runs_in_a_few_shells_side_by_side(tmp_path):
 def test_a_channel_the_host_refuses_is_asked_again_and_never_taken_for_a_sent_command(site):
     site, hv = site
     connection = hv.connection
+    connection.extra_connections = 0  # no second connection to turn to: the refusal itself is tested
     connection.warm(10)  # the lab's sshd allows 10 sessions per connection (MaxSessions' default)
     spares = list(connection._spares)
     assert len(spares) == 10
@@ -195,3 +196,28 @@ def _cmdline(pid):
             return handle.read().decode(errors="replace").split("\0")[:-1]
     except OSError:
         return []
+
+
+def test_a_host_allowing_one_session_per_connection_gets_more_connections(tmp_path):
+    """A hardened sshd (MaxSessions 1): readying shells ahead takes the one session without
+    waiting for more, and a read while a batch runs goes through another connection at once,
+    instead of waiting for the batch to end."""
+    scenario = dict(SCENARIO, time_scale=1, vms=[{"name": f"vm{i}", "shutdown_s": 3} for i in range(3)])
+    site, hv, stop = open_site(tmp_path, scenario)
+    try:
+        door = site.doors["xen1"]
+        door.config.write_text(door.config.read_text() + "MaxSessions 1\n")
+        door.down()
+        door.up()
+        started = time.monotonic()
+        hv.warm_up()
+        assert time.monotonic() - started < 2 and len(hv.connection._spares) == 1
+        uuids = sorted(u for u, power in hv.power_states().items() if power == "running")  # the spare
+        batch = hv.shutdown_vms(uuids)  # the first connection's one session
+        started = time.monotonic()
+        assert set(hv.power_states()) >= set(uuids)  # a second connection
+        assert time.monotonic() - started < 2 and batch.pending == set(uuids)
+        assert finish(batch) == dict.fromkeys(uuids, Kind.DONE)
+        assert door.connections == 2 and hv.connection.connects == 2
+    finally:
+        stop()

@@ -13,6 +13,7 @@ mails only said, nothing recorded). The commands never ask which one they have.
 
 from hgs.box.clock import Clock, InstantClock
 from hgs.box.state import StateFile
+from hgs.box.threads import side_by_side
 from hgs.flows.outage import Deps
 from hgs.hypervisors.rehearsal import DryRunHypervisor
 from hgs.hypervisors.xen.backend import Hypervisor, open_hypervisor  # noqa: F401 (the factory inspect uses)
@@ -49,26 +50,6 @@ class DryRunStateFile:
     def save(self, data):
         self.log.info("dry run: would write the state file %s (phase %s)", self.real.path, data.get("phase"))
         return data
-
-
-def side_by_side(call, items):
-    """Runs ``call(item)`` for every item at the same time (threads: each is a remote call that
-    mostly waits); returns the results in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(items)
-    if len(items) <= 1:
-        return [call(item) for item in items]
-    results, futures = [None] * len(items), {}
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        for index, item in enumerate(items):
-            try:
-                futures[index] = pool.submit(call, item)
-            except RuntimeError:  # no thread to be had (a box short of resources): it runs here, in turn
-                results[index] = call(item)
-        for index, future in futures.items():
-            results[index] = future.result()
-    return results
 
 
 def build(settings, log, dry_run=False, escalated=lambda: False):

@@ -83,7 +83,7 @@ def test_a_stages_hosts_are_sent_down_side_by_side_members_before_the_master(sit
 def test_hosts_are_still_sent_when_no_thread_can_be_started(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    from hgs.wiring import side_by_side
+    from hgs.box.threads import side_by_side
 
     def no_thread(self, *args, **kwargs):
         raise RuntimeError("can't start new thread")

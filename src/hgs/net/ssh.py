@@ -35,6 +35,7 @@ logging.getLogger("paramiko").propagate = False
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
 CHANNEL_RETRY_S = 0.05  # a channel the host refused is asked for again this often
+EXTRA_CONNECTIONS = 3  # when the host refuses a channel (sshd's MaxSessions), up to this many more connections
 SHELL = "sh -s"  # a shell reading its script from stdin (batches, warmed-up shells)
 ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
@@ -188,6 +189,9 @@ class Connection:
         self.log = log
         self.interrupt = interrupt
         self.client = None
+        self.extras = []  # more connections to the host, for channels its sshd refused on the first
+        self.extra_connections = EXTRA_CONNECTIONS
+        self._extras_lock = threading.Lock()
         self.connects = 0
         self._lock = threading.Lock()
         self._spares = []  # shells waiting for their command on stdin (warm)
@@ -251,8 +255,6 @@ class Connection:
         raise last
 
     def _connect(self, deadline, watches):
-        import paramiko
-
         with self._lock:
             if self.client is not None:
                 transport = self.client.get_transport()
@@ -260,16 +262,26 @@ class Connection:
                     return transport
                 self.client.close()
                 self.client = None
-            client = paramiko.SSHClient()
-            files = []  # the key and known_hosts, open and checked: paramiko reads these very files
-            try:
-                return self._handshake(client, files, deadline, watches)
-            except BaseException:
-                client.close()
-                raise
-            finally:
-                for fd in files:
-                    os.close(fd)
+            transport = self._new_client(deadline, watches)
+            self.client = transport.hgs_client
+            return transport
+
+    def _new_client(self, deadline, watches):
+        """Connects a new paramiko client; returns its transport (``.hgs_client``: the client)."""
+        import paramiko
+
+        client = paramiko.SSHClient()
+        files = []  # the key and known_hosts, open and checked: paramiko reads these very files
+        try:
+            transport = self._handshake(client, files, deadline, watches)
+        except BaseException:
+            client.close()
+            raise
+        finally:
+            for fd in files:
+                os.close(fd)
+        transport.hgs_client = client
+        return transport
 
     def _open_trusted(self, path, what, private, files):
         """Opens a file that decides trust (checked on the open descriptor); returns a path to it."""
@@ -352,35 +364,85 @@ class Connection:
             client.close()
             raise RemoteError(f"{self.where}: the connection dropped while it was made")
         transport.set_keepalive(15)
-        self.client = client
         self.connects += 1
         if self.log:
             self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
         return transport
 
-    def _open_channel(self, deadline):
-        import paramiko
-
+    def _open_channel(self, deadline, spare=False):
+        """Returns a new session channel on the connection, or, when the host refuses one there
+        (sshd's MaxSessions counts per connection), on one of up to ``extra_connections`` more
+        connections. Refused everywhere, it asks again as the host's other sessions end, until
+        ``deadline``. A ``spare`` (a shell readied ahead) is only asked for once, on the connection
+        itself. Raises ChannelRefused, ConnectionLost, RemoteInterrupted."""
         transport = self.connect()
         while True:
-            timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
-            with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
-                try:
-                    return transport.open_session(timeout=timeout_s)
-                except paramiko.ChannelException as err:  # refused, not lost: sshd's MaxSessions, say
-                    refused = err
-                except (paramiko.SSHException, EOFError, OSError) as err:
-                    if watch.fired == "interrupted":
-                        raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
-                                                f"{self._reason()}") from None
-                    raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+            channel, refused = self._try_session(transport, deadline)
+            if channel is not None:
+                return channel
+            if not spare:
+                channel = self._overflow_session(deadline)
+                if channel is not None:
+                    return channel
             # the command never started: try again as the host's other sessions end, until the deadline
-            if time.monotonic() + CHANNEL_RETRY_S >= deadline:
+            if spare or time.monotonic() + CHANNEL_RETRY_S >= deadline:
                 raise ChannelRefused(f"{self.where}: the host refused a new channel ({refused}; too many at "
                                      "once for its sshd's MaxSessions?)")
             if _interrupted(self.interrupt):
                 raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: {self._reason()}")
             time.sleep(CHANNEL_RETRY_S)
+
+    def _try_session(self, transport, deadline):
+        """Returns (channel, None), or (None, the refusal) when the host refused it on ``transport``.
+        Raises ConnectionLost when that connection is gone, RemoteInterrupted."""
+        import paramiko
+
+        timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
+        with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
+            try:
+                return transport.open_session(timeout=timeout_s), None
+            except paramiko.ChannelException as err:  # refused, not lost: sshd's MaxSessions, say
+                return None, err
+            except (paramiko.SSHException, EOFError, OSError) as err:
+                if watch.fired == "interrupted":
+                    raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
+                                            f"{self._reason()}") from None
+                raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+
+    def _overflow_session(self, deadline):
+        """Returns a channel on an extra connection (opening one if there is room), or None when
+        every extra connection refused one too, or a new one could not be made."""
+        with self._extras_lock:
+            self.extras = [t for t in self.extras if t.is_active()]
+            extras = list(self.extras)
+        for transport in extras:
+            try:
+                channel, _ = self._try_session(transport, deadline)
+            except ConnectionLost:
+                continue
+            if channel is not None:
+                return channel
+        with self._extras_lock:  # one new connection at a time; the first connection's calls go on
+            if len(self.extras) >= self.extra_connections:
+                return None
+            try:
+                transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), [])
+            except RemoteError as err:
+                if isinstance(err, RemoteInterrupted):
+                    raise
+                if self.log:
+                    self.log.debug("ssh: %s refused a channel and no extra connection could be made: %s",
+                                   self.where, err)
+                return None
+            self.extras.append(transport)
+        if self.log:
+            self.log.debug("ssh: %s refused a channel (sshd's MaxSessions?): extra connection #%d opened",
+                           self.where, len(extras) + 1)
+        try:
+            channel, _ = self._try_session(transport, deadline)
+        except ConnectionLost:
+            return None
+        return channel
 
     def start(self, command, stdin=None, timeout_s=None):
         """Starts ``command`` (a string hgs built) in a new channel, feeding it ``stdin`` (text)
@@ -403,7 +465,10 @@ class Connection:
             self._spares = [s for s in self._spares if self._usable(s)]
             missing = count - len(self._spares)
         for _ in range(missing):
-            spare = self._start(SHELL, None, time.monotonic() + self.connect_timeout_s)
+            try:  # spares live on the connection itself; when the host refuses one, fewer will do
+                spare = self._start(SHELL, None, time.monotonic() + self.connect_timeout_s, spare=True)
+            except ChannelRefused:
+                return
             with self._spares_lock:
                 self._spares.append(spare)
 
@@ -432,10 +497,10 @@ class Connection:
                 spare.close()
             # RemoteInterrupted goes up: the flow was told to stop
 
-    def _start(self, command, stdin, deadline):
+    def _start(self, command, stdin, deadline, spare=False):
         import paramiko
 
-        channel = self._open_channel(deadline)
+        channel = self._open_channel(deadline, spare)
         with _Watchdog(deadline, self.interrupt, channel.close) as watch:
             try:
                 channel.exec_command(command)  # paramiko waits for the answer with no timeout at all
@@ -529,6 +594,10 @@ class Connection:
             if self.client is not None:
                 self.client.close()
                 self.client = None
+        with self._extras_lock:
+            for transport in self.extras:
+                transport.hgs_client.close()
+            self.extras = []
 
 
 def _shut(sock):
