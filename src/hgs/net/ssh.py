@@ -425,15 +425,19 @@ class Connection:
         with self._extras_lock:  # one new connection at a time; the first connection's calls go on
             if len(self.extras) >= self.extra_connections:
                 return None
+            watches = []  # the handshake's watchdog, once started
             try:
-                transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), [])
+                transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), watches)
             except RemoteError as err:
-                if isinstance(err, RemoteInterrupted):
-                    raise
+                if isinstance(err, RemoteInterrupted) or (watches and watches[0].fired == "interrupted"):
+                    raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}") from None
                 if self.log:
                     self.log.debug("ssh: %s refused a channel and no extra connection could be made: %s",
                                    self.where, err)
                 return None
+            finally:
+                for watch in watches:
+                    watch.__exit__(None, None, None)
             self.extras.append(transport)
         if self.log:
             self.log.debug("ssh: %s refused a channel (sshd's MaxSessions?): extra connection #%d opened",
