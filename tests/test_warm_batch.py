@@ -221,3 +221,43 @@ def test_a_host_allowing_one_session_per_connection_gets_more_connections(tmp_pa
         assert door.connections == 2 and hv.connection.connects == 2
     finally:
         stop()
+
+
+def test_channels_refused_at_the_same_moment_are_all_refusals_never_a_lost_connection(tmp_path):
+    """paramiko keeps one refusal reason per connection: when several threads are refused at
+    once, some get a bare "Unable to open channel." Each is still a refusal (the command never
+    ran, the connection is fine), not a dropped connection that would send a host-shutdown
+    through another route or report it as sent."""
+    from hgs.errors import ConnectionLost
+
+    site, hv, stop = open_site(tmp_path, SCENARIO)
+    try:
+        door = site.doors["xen1"]
+        door.config.write_text(door.config.read_text() + "MaxSessions 2\n")
+        door.down()
+        door.up()
+        connection = hv.connection
+        connection.extra_connections = 0
+        held = [connection.start("sleep 3", timeout_s=5) for _ in range(2)]  # both sessions taken
+        answers = []
+
+        def ask():
+            try:
+                connection.start("echo never", timeout_s=0.5).close()
+                answers.append("ran")
+            except Exception as err:
+                answers.append(err)
+
+        for _ in range(3):
+            askers = [threading.Thread(target=ask) for _ in range(8)]
+            for asker in askers:
+                asker.start()
+            for asker in askers:
+                asker.join(10)
+        assert len(answers) == 24
+        assert not [a for a in answers if isinstance(a, ConnectionLost)]
+        assert all(isinstance(a, ChannelRefused) for a in answers), {type(a).__name__ for a in answers}
+        for stream in held:
+            stream.close()
+    finally:
+        stop()

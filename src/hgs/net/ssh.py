@@ -407,6 +407,10 @@ class Connection:
                 if watch.fired == "interrupted":
                     raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
                                             f"{self._reason()}") from None
+                if isinstance(err, paramiko.SSHException) and watch.fired is None and transport.is_active():
+                    # the connection is fine: a refusal whose reason another thread's open took
+                    # (paramiko keeps one per connection), or no answer in time: nothing ran
+                    return None, err
                 raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
 
     def _overflow_session(self, deadline):
