@@ -5,11 +5,13 @@ misbehaves the way a hung dom0 does: it keeps TCP alive and never answers one st
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import paramiko
 import pytest
 
 from hgs.config import HostSettings
+from hgs.errors import NotStarted
 from hgs.net.ssh import Connection, ConnectionLost, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout
 
 SLACK_S = 1.5  # a bound holds when the call returns by its deadline plus this (a loaded 2-core box)
@@ -209,8 +211,65 @@ def test_a_channel_open_never_answered_ends_at_its_deadline(server):
     connection = Connection(server("no_channel").host(), connect_timeout_s=1.5)
     took, err = timed(lambda: connection.run("xe host-list", timeout_s=30))
     connection.close()
-    assert isinstance(err, ConnectionLost), err
+    assert isinstance(err, NotStarted) and "never started" in str(err), err  # nothing ran: never "sent"
     assert took <= 1.5 + 1.0 + SLACK_S
+
+
+class _RefusingTransport:
+    """A connection whose channel opens fail with ``error``; ``active``: is it still up?"""
+
+    def __init__(self, error, active=True):
+        self.error, self.active = error, active
+
+    def open_session(self, timeout=None):
+        raise self.error
+
+    def is_active(self):
+        return self.active
+
+    def close(self):
+        self.active = False
+
+
+def test_a_failed_channel_open_is_a_refusal_only_while_the_connection_is_up():
+    """paramiko keeps one refusal reason per connection: a thread refused at the same moment as
+    another gets a bare "Unable to open channel." on a connection that is fine (asked again);
+    no answer in time, or a connection that is gone, ends the call. Nothing ran either way."""
+    host = HostSettings(name="xen1", address="127.0.0.1", ssh_port=22, ssh_user="root", ssh_key_file="/k",
+                        ssh_key_passphrase=None, known_hosts_file="/kh")
+    connection = Connection(host, connect_timeout_s=1)
+    deadline = time.monotonic() + 1
+    for error in (paramiko.ChannelException(1, "Administratively prohibited"),
+                  paramiko.SSHException("Unable to open channel.")):
+        channel, refused = connection._try_session(_RefusingTransport(error), deadline)
+        assert channel is None and refused is error
+    for transport in (_RefusingTransport(paramiko.SSHException("Timeout opening channel.")),
+                      _RefusingTransport(paramiko.SSHException("Unable to open channel."), active=False),
+                      _RefusingTransport(EOFError(), active=False)):
+        with pytest.raises(NotStarted):
+            connection._try_session(transport, deadline)
+
+
+def test_a_host_shutdown_that_never_started_is_never_reported_sent():
+    import logging
+
+    from hgs.hypervisors.xen.backend import Hypervisor
+
+    log = logging.getLogger("test.ssh")
+
+    class Failing:
+        def __init__(self, error):
+            self.error = error
+
+        def run(self, command, timeout_s, **kwargs):
+            raise self.error
+
+    host = SimpleNamespace(name="xen1", xe_path="/opt/xensource/bin/xe")
+    uuid = "0b1c2d3e-0000-4000-8000-0000000000aa"
+    with pytest.raises(NotStarted):
+        Hypervisor(host, Failing(NotStarted("xen1: cannot open a channel")), 5, log).shutdown_host(uuid)
+    dropped = Hypervisor(host, Failing(ConnectionLost("xen1: the connection dropped")), 5, log)
+    assert dropped.shutdown_host(uuid) == "sent, session dropped"  # it may have run: the host is going down
 
 
 def test_a_port_that_accepts_and_never_speaks_ssh_ends_at_the_connect_deadline(server):

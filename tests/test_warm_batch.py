@@ -211,14 +211,14 @@ def test_a_host_allowing_one_session_per_connection_gets_more_connections(tmp_pa
         door.up()
         started = time.monotonic()
         hv.warm_up()
-        assert time.monotonic() - started < 2 and len(hv.connection._spares) == 1
+        assert time.monotonic() - started < 2.5 and len(hv.connection._spares) == 1
         uuids = sorted(u for u, power in hv.power_states().items() if power == "running")  # the spare
         batch = hv.shutdown_vms(uuids)  # the first connection's one session
         started = time.monotonic()
         assert set(hv.power_states()) >= set(uuids)  # a second connection
-        assert time.monotonic() - started < 2 and batch.pending == set(uuids)
+        assert time.monotonic() - started < 2.5 and batch.pending == set(uuids)
         assert finish(batch) == dict.fromkeys(uuids, Kind.DONE)
-        assert door.connections == 2 and hv.connection.connects == 2
+        assert door.connections == 2 and hv.connection.connects == 1 and hv.connection.extra_connects == 1
     finally:
         stop()
 
@@ -238,7 +238,7 @@ def test_channels_refused_at_the_same_moment_are_all_refusals_never_a_lost_conne
         door.up()
         connection = hv.connection
         connection.extra_connections = 0
-        held = [connection.start("sleep 3", timeout_s=5) for _ in range(2)]  # both sessions taken
+        held = [connection.start("sleep 30", timeout_s=5) for _ in range(2)]  # both sessions taken
         answers = []
 
         def ask():
@@ -257,7 +257,7 @@ def test_channels_refused_at_the_same_moment_are_all_refusals_never_a_lost_conne
         assert len(answers) == 24
         assert not [a for a in answers if isinstance(a, ConnectionLost)]
         assert all(isinstance(a, ChannelRefused) for a in answers), {type(a).__name__ for a in answers}
-        for stream in held:
-            stream.close()
     finally:
+        for stream in locals().get("held", ()):
+            stream.close()
         stop()

@@ -49,7 +49,12 @@ class UnsafeTrustFile(HostKeyError):
     not retried, with the command that fixes it."""
 
 
-class ChannelRefused(RemoteError):
+class NotStarted(RemoteError):
+    """No channel could be opened for a command (the connection failed first, or the host did
+    not answer the request): the command never started."""
+
+
+class ChannelRefused(NotStarted):
     """The host refused a new channel on a live connection (its sshd's MaxSessions): the
     command never started."""
 

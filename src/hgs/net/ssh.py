@@ -25,7 +25,7 @@ import time
 
 from hgs.box import permissions
 from hgs.errors import (
-    ChannelRefused, ConnectionLost, HostKeyError, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout,
+    ChannelRefused, ConnectionLost, HostKeyError, NotStarted, OutputTooLarge, RemoteError, RemoteInterrupted, RemoteTimeout,
     UnsafeTrustFile)
 
 # paramiko logs failures itself; hgs reports them as RemoteError, so its own lines are not wanted on stderr.
@@ -36,6 +36,7 @@ logging.getLogger("paramiko").propagate = False
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5000 VMs) is about 2.5 MiB
 CHANNEL_RETRY_S = 0.05  # a channel the host refused is asked for again this often
 EXTRA_CONNECTIONS = 3  # when the host refuses a channel (sshd's MaxSessions), up to this many more connections
+EXTRA_MIN_S = 1.0  # an extra connection is not tried for a call with less time than this left
 SHELL = "sh -s"  # a shell reading its script from stdin (batches, warmed-up shells)
 ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
@@ -191,7 +192,10 @@ class Connection:
         self.client = None
         self.extras = []  # more connections to the host, for channels its sshd refused on the first
         self.extra_connections = EXTRA_CONNECTIONS
+        self.extra_connects = 0
         self._extras_lock = threading.Lock()
+        self._opening = 0  # extra connections being made (each holds a place in extra_connections)
+        self._generation = 0  # close() counts up: an extra made across a close() is closed at once
         self.connects = 0
         self._lock = threading.Lock()
         self._spares = []  # shells waiting for their command on stdin (warm)
@@ -264,6 +268,9 @@ class Connection:
                 self.client = None
             transport = self._new_client(deadline, watches)
             self.client = transport.hgs_client
+            self.connects += 1
+            if self.log:
+                self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
             return transport
 
     def _new_client(self, deadline, watches):
@@ -364,9 +371,6 @@ class Connection:
             client.close()
             raise RemoteError(f"{self.where}: the connection dropped while it was made")
         transport.set_keepalive(15)
-        self.connects += 1
-        if self.log:
-            self.log.debug("ssh: connected to %s (connection #%d)", self.where, self.connects)
         return transport
 
     def _open_channel(self, deadline, spare=False):
@@ -374,7 +378,7 @@ class Connection:
         (sshd's MaxSessions counts per connection), on one of up to ``extra_connections`` more
         connections. Refused everywhere, it asks again as the host's other sessions end, until
         ``deadline``. A ``spare`` (a shell readied ahead) is only asked for once, on the connection
-        itself. Raises ChannelRefused, ConnectionLost, RemoteInterrupted."""
+        itself. Raises ChannelRefused, NotStarted, RemoteInterrupted."""
         transport = self.connect()
         while True:
             channel, refused = self._try_session(transport, deadline)
@@ -394,7 +398,8 @@ class Connection:
 
     def _try_session(self, transport, deadline):
         """Returns (channel, None), or (None, the refusal) when the host refused it on ``transport``.
-        Raises ConnectionLost when that connection is gone, RemoteInterrupted."""
+        Raises NotStarted when that connection failed or the host did not answer, RemoteInterrupted.
+        Either way no command ran."""
         import paramiko
 
         timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
@@ -407,50 +412,79 @@ class Connection:
                 if watch.fired == "interrupted":
                     raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
                                             f"{self._reason()}") from None
-                if isinstance(err, paramiko.SSHException) and watch.fired is None and transport.is_active():
+                if isinstance(err, paramiko.SSHException) and "timeout" not in str(err).lower() \
+                        and watch.fired is None and transport.is_active():
                     # the connection is fine: a refusal whose reason another thread's open took
-                    # (paramiko keeps one per connection), or no answer in time: nothing ran
+                    # (paramiko keeps one per connection: "Unable to open channel.")
                     return None, err
-                raise ConnectionLost(f"{self.where}: cannot open a channel ({err})") from None
+                raise NotStarted(f"{self.where}: cannot open a channel ({err}); the command never started") \
+                    from None
 
     def _overflow_session(self, deadline):
         """Returns a channel on an extra connection (opening one if there is room), or None when
-        every extra connection refused one too, or a new one could not be made."""
+        every extra connection refused one too, a new one could not be made, or too little time
+        is left. An extra connection that fails or does not answer is closed and dropped."""
+        if deadline - time.monotonic() < EXTRA_MIN_S:
+            return None
         with self._extras_lock:
             self.extras = [t for t in self.extras if t.is_active()]
             extras = list(self.extras)
         for transport in extras:
             try:
                 channel, _ = self._try_session(transport, deadline)
-            except ConnectionLost:
+            except NotStarted:
+                self._drop_extra(transport)
                 continue
             if channel is not None:
                 return channel
-        with self._extras_lock:  # one new connection at a time; the first connection's calls go on
-            if len(self.extras) >= self.extra_connections:
-                return None
-            watches = []  # the handshake's watchdog, once started
-            try:
-                transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), watches)
-            except RemoteError as err:
-                if isinstance(err, RemoteInterrupted) or (watches and watches[0].fired == "interrupted"):
-                    raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}") from None
-                if self.log:
-                    self.log.debug("ssh: %s refused a channel and no extra connection could be made: %s",
-                                   self.where, err)
-                return None
-            finally:
-                for watch in watches:
-                    watch.__exit__(None, None, None)
-            self.extras.append(transport)
-        if self.log:
-            self.log.debug("ssh: %s refused a channel (sshd's MaxSessions?): extra connection #%d opened",
-                           self.where, len(extras) + 1)
+        transport = self._new_extra(deadline)
+        if transport is None:
+            return None
         try:
             channel, _ = self._try_session(transport, deadline)
-        except ConnectionLost:
+        except NotStarted:
+            self._drop_extra(transport)
             return None
         return channel
+
+    def _new_extra(self, deadline):
+        """Makes one more connection when there is room; returns its transport, or None."""
+        with self._extras_lock:
+            if len(self.extras) + self._opening >= self.extra_connections:
+                return None
+            self._opening += 1
+            generation = self._generation
+        transport, watches = None, []  # the handshake's watchdog, once started
+        try:
+            transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), watches)
+        except RemoteError as err:
+            if isinstance(err, RemoteInterrupted) or (watches and watches[0].fired == "interrupted"):
+                raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}") from None
+            if self.log:
+                self.log.debug("ssh: %s refused a channel and no extra connection could be made: %s",
+                               self.where, err)
+        finally:
+            for watch in watches:
+                watch.__exit__(None, None, None)
+            with self._extras_lock:
+                self._opening -= 1
+                if transport is not None and generation == self._generation:
+                    self.extras.append(transport)
+                    self.extra_connects += 1
+                    number = len(self.extras)
+                elif transport is not None:  # closed meanwhile: this connection is not wanted
+                    transport.hgs_client.close()
+                    transport = None
+        if transport is not None and self.log:
+            self.log.debug("ssh: %s refused a channel (sshd's MaxSessions?): extra connection #%d opened",
+                           self.where, number)
+        return transport
+
+    def _drop_extra(self, transport):
+        with self._extras_lock:
+            if transport in self.extras:
+                self.extras.remove(transport)
+        transport.hgs_client.close()
 
     def start(self, command, stdin=None, timeout_s=None):
         """Starts ``command`` (a string hgs built) in a new channel, feeding it ``stdin`` (text)
@@ -603,6 +637,7 @@ class Connection:
                 self.client.close()
                 self.client = None
         with self._extras_lock:
+            self._generation += 1
             for transport in self.extras:
                 transport.hgs_client.close()
             self.extras = []
