@@ -236,3 +236,28 @@ def test_doshutdown_dry_run_changes_nothing(site_lab):
     assert result.returncode == 0, result.stdout + result.stderr
     assert lab.calls("vm-list") and [c for c in lab.calls() if c[2] in CHANGING] == []
     assert "dry run: would run on xen1: xe vm-shutdown" in result.stderr and "--force" in result.stderr
+
+
+def test_a_hardened_sshd_allowing_one_session_per_connection_still_takes_the_pool_down(site_lab):
+    """MaxSessions 1 on every host (a hardening guide's setting): the batches, the power polls
+    and the hosts' shutdowns through the master need more sessions than one connection allows.
+    hgs opens more connections: every VM shuts down cleanly, every host-shutdown is sent through
+    its first route, and no call is reported refused or not sent."""
+    scenario = dict(POOL, vms=[{"name": f"vm{i:03d}", "host": ["master", "member1", "member2"][i % 3],
+                                "shutdown_s": 30 + i % 40} for i in range(150)])
+    lab = site_lab(scenario, extra="MAIL = {'when': 'never'}\n")
+    for door in lab.site.doors.values():
+        door.config.write_text(door.config.read_text() + "MaxSessions 1\n")
+        door.down()
+        door.up()
+    result = lab.hgs("-v", "onbattery", "--foreground")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(lab.site.vm_states().values()) == {"halted"}
+    assert not [argv for _, _, _, argv in lab.calls("vm-shutdown") if "--force" in argv]
+    sent = [(where, lab.target(argv)) for _, where, command, argv in lab.changing_calls() if command == "host-shutdown"]
+    assert sorted(sent) == [("master", "master"), ("master", "member1"), ("master", "member2")]
+    log = result.stdout + result.stderr
+    for words in ("not sent", "refused", "cannot open a channel", "cannot start the"):
+        assert words not in log, words
+    assert {h["name"]: h["power"] for h in lab.site.store.read()["hosts"].values()} == {
+        "master": "off", "member1": "off", "member2": "off"}

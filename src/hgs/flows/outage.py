@@ -858,7 +858,7 @@ class OutageFlow(Flow):
             host.next_probe = middle if host.mid_probe else last
             return
         host.silent_since, host.mid_probe = None, False
-        host.next_probe = ended + up_probe_s
+        host.next_probe = started + up_probe_s  # every up_probe_s from start to start, however long a probe took
         if host.sent is not None and not host.resent and ended - host.started >= b.host_s / 2:
             host.resent = True
             self.log.warning("%s: still up after %.0f s: sending the shutdown once more", host.info.name,

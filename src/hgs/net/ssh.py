@@ -37,6 +37,7 @@ MAX_OUTPUT_BYTES = 8 * 1024 * 1024  # per call: the largest xe list hgs reads (5
 CHANNEL_RETRY_S = 0.05  # a channel the host refused is asked for again this often
 EXTRA_CONNECTIONS = 3  # when the host refuses a channel (sshd's MaxSessions), up to this many more connections
 EXTRA_MIN_S = 1.0  # an extra connection is not tried for a call with less time than this left
+EXTRA_AFTER_S = 0.2  # a new extra connection is made for a call refused this long (a burst's sessions end sooner)
 SHELL = "sh -s"  # a shell reading its script from stdin (batches, warmed-up shells)
 ENDED_WAIT_S = 0.02  # a batch whose channel has ended is looked at this often
 INTERRUPT_POLL_S = 0.05  # how often a blocked step looks at its deadline and at interrupt()
@@ -380,12 +381,16 @@ class Connection:
         ``deadline``. A ``spare`` (a shell readied ahead) is only asked for once, on the connection
         itself. Raises ChannelRefused, NotStarted, RemoteInterrupted."""
         transport = self.connect()
+        first_refused = None
         while True:
             channel, refused = self._try_session(transport, deadline)
             if channel is not None:
                 return channel
+            first_refused = first_refused or time.monotonic()
             if not spare:
-                channel = self._overflow_session(deadline)
+                # the extra connections there are, at once; a new one only when the refusal lasts
+                # (the sessions of a burst of calls end within milliseconds; a handshake takes longer)
+                channel = self._overflow_session(deadline, time.monotonic() - first_refused >= EXTRA_AFTER_S)
                 if channel is not None:
                     return channel
             # the command never started: try again as the host's other sessions end, until the deadline
@@ -420,9 +425,9 @@ class Connection:
                 raise NotStarted(f"{self.where}: cannot open a channel ({err}); the command never started") \
                     from None
 
-    def _overflow_session(self, deadline):
-        """Returns a channel on an extra connection (opening one if there is room), or None when
-        every extra connection refused one too, a new one could not be made, or too little time
+    def _overflow_session(self, deadline, new):
+        """Returns a channel on an extra connection (opening one if ``new`` and there is room), or
+        None when every extra connection refused one too, none could be made, or too little time
         is left. An extra connection that fails or does not answer is closed and dropped."""
         if deadline - time.monotonic() < EXTRA_MIN_S:
             return None
@@ -437,7 +442,7 @@ class Connection:
                 continue
             if channel is not None:
                 return channel
-        transport = self._new_extra(deadline)
+        transport = self._new_extra(deadline) if new else None
         if transport is None:
             return None
         try:
