@@ -515,6 +515,9 @@ def main():
         parser.error(f"unknown figure(s) {', '.join(unknown)}: choose from {', '.join(FIGURES)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every site started
     front_door = door()
+    settle_until = time.monotonic() + 90  # what ran just before (a stopped run, a build) is not this run's load
+    while os.getloadavg()[0] > 1.0 and time.monotonic() < settle_until:
+        time.sleep(5)
     load_before = os.getloadavg()
     figures = {}
     with tempfile.TemporaryDirectory(prefix="hgs-bench-") as tmp:
