@@ -247,9 +247,7 @@ def test_a_hardened_sshd_allowing_one_session_per_connection_still_takes_the_poo
                                 "shutdown_s": 30 + i % 40} for i in range(150)])
     lab = site_lab(scenario, extra="MAIL = {'when': 'never'}\n")
     for door in lab.site.doors.values():
-        door.config.write_text(door.config.read_text() + "MaxSessions 1\n")
-        door.down()
-        door.up()
+        door.allow_sessions(1)
     result = lab.hgs("-v", "onbattery", "--foreground")
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(lab.site.vm_states().values()) == {"halted"}

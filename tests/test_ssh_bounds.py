@@ -216,12 +216,15 @@ def test_a_channel_open_never_answered_ends_at_its_deadline(server):
 
 
 class _RefusingTransport:
-    """A connection whose channel opens fail with ``error``; ``active``: is it still up?"""
+    """A connection whose channel opens fail with ``error``; ``active``: is it still up?
+    ``silent``: the host never answers (paramiko waits the whole timeout, then raises)."""
 
-    def __init__(self, error, active=True):
-        self.error, self.active = error, active
+    def __init__(self, error, active=True, silent=False):
+        self.error, self.active, self.silent = error, active, silent
 
     def open_session(self, timeout=None):
+        if self.silent:
+            time.sleep(timeout)
         raise self.error
 
     def is_active(self):
@@ -237,13 +240,13 @@ def test_a_failed_channel_open_is_a_refusal_only_while_the_connection_is_up():
     no answer in time, or a connection that is gone, ends the call. Nothing ran either way."""
     host = HostSettings(name="xen1", address="127.0.0.1", ssh_port=22, ssh_user="root", ssh_key_file="/k",
                         ssh_key_passphrase=None, known_hosts_file="/kh")
-    connection = Connection(host, connect_timeout_s=1)
-    deadline = time.monotonic() + 1
+    connection = Connection(host, connect_timeout_s=0.2)
+    deadline = time.monotonic() + 5
     for error in (paramiko.ChannelException(1, "Administratively prohibited"),
                   paramiko.SSHException("Unable to open channel.")):
         channel, refused = connection._try_session(_RefusingTransport(error), deadline)
         assert channel is None and refused is error
-    for transport in (_RefusingTransport(paramiko.SSHException("Timeout opening channel.")),
+    for transport in (_RefusingTransport(paramiko.SSHException("Timeout opening channel."), silent=True),
                       _RefusingTransport(paramiko.SSHException("Unable to open channel."), active=False),
                       _RefusingTransport(EOFError(), active=False)):
         with pytest.raises(NotStarted):

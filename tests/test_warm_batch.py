@@ -206,9 +206,7 @@ def test_a_host_allowing_one_session_per_connection_gets_more_connections(tmp_pa
     site, hv, stop = open_site(tmp_path, scenario)
     try:
         door = site.doors["xen1"]
-        door.config.write_text(door.config.read_text() + "MaxSessions 1\n")
-        door.down()
-        door.up()
+        door.allow_sessions(1)
         started = time.monotonic()
         hv.warm_up()
         assert time.monotonic() - started < 2.5 and len(hv.connection._spares) == 1
@@ -232,10 +230,7 @@ def test_channels_refused_at_the_same_moment_are_all_refusals_never_a_lost_conne
 
     site, hv, stop = open_site(tmp_path, SCENARIO)
     try:
-        door = site.doors["xen1"]
-        door.config.write_text(door.config.read_text() + "MaxSessions 2\n")
-        door.down()
-        door.up()
+        site.doors["xen1"].allow_sessions(2)
         connection = hv.connection
         connection.extra_connections = 0
         held = [connection.start("sleep 30", timeout_s=5) for _ in range(2)]  # both sessions taken

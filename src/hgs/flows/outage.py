@@ -585,9 +585,9 @@ class OutageFlow(Flow):
             return  # the group is over: its last outcome came in this round
         clock = self.d.clock
         wait_s = min(until - clock.now(), WAIT_CAP_S)
-        open_batches = [batch for batch, _ in batches if batch.pending]
         if wait_s <= 0:
             return
+        open_batches = [batch for batch, _ in batches if batch.pending]
         if len(open_batches) == 1:
             open_batches[0].wait(wait_s)
         else:

@@ -210,10 +210,15 @@ class Connection:
         """Returns the live paramiko transport, connecting (again) if needed, within
         ``connect_timeout_s`` (TCP, handshake and authentication together). Raises RemoteError
         (RemoteInterrupted when ``interrupt()`` cut it)."""
+        return self._handshake_within(self._connect, time.monotonic() + self.connect_timeout_s)
+
+    def _handshake_within(self, make, deadline):
+        """Runs ``make(deadline, watches)`` (a handshake that puts its watchdog in ``watches``);
+        returns its transport. Raises RemoteInterrupted when ``interrupt()`` cut it, RemoteError
+        'no SSH answer' past the deadline, else make's own RemoteError."""
         watches = []  # the handshake's watchdog, once started
-        deadline = time.monotonic() + self.connect_timeout_s
         try:
-            return self._connect(deadline, watches)
+            return make(deadline, watches)
         except RemoteError as err:
             fired = watches[0].fired if watches else None
             if fired == "interrupted":
@@ -408,7 +413,8 @@ class Connection:
         import paramiko
 
         timeout_s = max(0.1, min(self.connect_timeout_s, deadline - time.monotonic()))
-        with _Watchdog(time.monotonic() + timeout_s + 1.0, self.interrupt, transport.close) as watch:
+        began = time.monotonic()
+        with _Watchdog(began + timeout_s + 1.0, self.interrupt, transport.close) as watch:
             try:
                 return transport.open_session(timeout=timeout_s), None
             except paramiko.ChannelException as err:  # refused, not lost: sshd's MaxSessions, say
@@ -417,10 +423,10 @@ class Connection:
                 if watch.fired == "interrupted":
                     raise RemoteInterrupted(f"{self.where}: opening a channel was cut short: "
                                             f"{self._reason()}") from None
-                if isinstance(err, paramiko.SSHException) and "timeout" not in str(err).lower() \
+                if isinstance(err, paramiko.SSHException) and time.monotonic() - began < timeout_s \
                         and watch.fired is None and transport.is_active():
-                    # the connection is fine: a refusal whose reason another thread's open took
-                    # (paramiko keeps one per connection: "Unable to open channel.")
+                    # the host answered in time on a connection that is fine: a refusal whose reason
+                    # another thread's open took (paramiko keeps one per connection: "Unable to open channel.")
                     return None, err
                 raise NotStarted(f"{self.where}: cannot open a channel ({err}); the command never started") \
                     from None
@@ -435,16 +441,15 @@ class Connection:
             self.extras = [t for t in self.extras if t.is_active()]
             extras = list(self.extras)
         for transport in extras:
-            try:
-                channel, _ = self._try_session(transport, deadline)
-            except NotStarted:
-                self._drop_extra(transport)
-                continue
+            channel = self._session_on_extra(transport, deadline)
             if channel is not None:
                 return channel
         transport = self._new_extra(deadline) if new else None
-        if transport is None:
-            return None
+        return self._session_on_extra(transport, deadline) if transport is not None else None
+
+    def _session_on_extra(self, transport, deadline):
+        """Returns a channel on the extra connection ``transport``, or None when it refused one
+        (or failed: it is dropped then)."""
         try:
             channel, _ = self._try_session(transport, deadline)
         except NotStarted:
@@ -459,18 +464,17 @@ class Connection:
                 return None
             self._opening += 1
             generation = self._generation
-        transport, watches = None, []  # the handshake's watchdog, once started
+        transport = None
         try:
-            transport = self._new_client(min(deadline, time.monotonic() + self.connect_timeout_s), watches)
+            transport = self._handshake_within(self._new_client,
+                                               min(deadline, time.monotonic() + self.connect_timeout_s))
+        except RemoteInterrupted:
+            raise
         except RemoteError as err:
-            if isinstance(err, RemoteInterrupted) or (watches and watches[0].fired == "interrupted"):
-                raise RemoteInterrupted(f"{self.where}: connecting was cut short: {self._reason()}") from None
             if self.log:
                 self.log.debug("ssh: %s refused a channel and no extra connection could be made: %s",
                                self.where, err)
         finally:
-            for watch in watches:
-                watch.__exit__(None, None, None)
             with self._extras_lock:
                 self._opening -= 1
                 if transport is not None and generation == self._generation:

@@ -102,6 +102,14 @@ class _OpenSshDoor:
         self.starts += 1
         _wait_port(self.port, 5, self.address)
 
+    def allow_sessions(self, count):
+        """Restarts this host's sshd allowing ``count`` sessions per connection (MaxSessions:
+        a hardened host's setting; OpenSSH's default is 10)."""
+        kept = [line for line in self.config.read_text().splitlines() if not line.startswith("MaxSessions ")]
+        self.config.write_text("\n".join(kept + [f"MaxSessions {count}"]) + "\n")
+        self.down()
+        self.up()
+
     @property
     def cpu_seconds(self):
         """CPU seconds used by this host's sshd, its sessions and every command they ran, so far."""
